@@ -1,0 +1,139 @@
+"""The book's frame: configuration, notebook pairing, Colab badges, and glue."""
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import jupytext
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+CONFIG = yaml.safe_load((ROOT / "_config.yml").read_text())
+CHAPTERS = sorted((ROOT / "book").glob("[0-9][0-9]_*.md"))
+REPO_URL = CONFIG["repository"]["url"].rstrip("/")
+GITHUB_PATH = REPO_URL.removeprefix("https://github.com/")
+BADGE = re.compile(r"\[!\[Open In Colab\]\(https://colab\.research\.google\.com/assets/colab-badge\.svg\)\]\((?P<url>[^)]+)\)")
+
+
+def cells(notebook):
+    return [(cell.cell_type, cell.source.strip()) for cell in notebook.cells]
+
+
+def test_there_are_chapters():
+    assert CHAPTERS, "no book/NN_*.md chapters found"
+
+
+def test_config_executes_and_fails_loudly():
+    execute = CONFIG["execute"]
+    assert execute["execute_notebooks"] == "cache"
+    assert execute["timeout"] >= 300
+    assert execute["allow_errors"] is False
+    assert CONFIG["sphinx"]["config"]["nb_execution_raise_on_error"] is True
+    assert CONFIG["only_build_toc_files"] is True
+    assert "**.ipynb" in CONFIG["exclude_patterns"] and "notebooks" in CONFIG["exclude_patterns"]
+    assert CONFIG["repository"]["branch"] == "main"
+    assert {"dollarmath", "amsmath"} <= set(CONFIG["parse"]["myst_enable_extensions"])
+    for bib in CONFIG["bibtex_bibfiles"]:
+        assert (ROOT / bib).is_file(), bib
+
+
+def test_toc_lists_exactly_the_chapters():
+    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
+    listed = [entry["file"] for entry in toc["chapters"]]
+    numbered = [f for f in listed if re.match(r"book/\d\d_", f)]
+    assert numbered == sorted(numbered), "chapters must appear in numeric order"
+    assert set(numbered) == {f"book/{md.stem}" for md in CHAPTERS}
+    for f in [toc["root"], *listed]:
+        assert (ROOT / f"{f}.md").is_file(), f
+
+
+@pytest.mark.parametrize("md", CHAPTERS, ids=lambda p: p.stem)
+def test_chapter_is_paired_with_its_notebook(md):
+    nb_path = ROOT / "notebooks" / f"{md.stem}.ipynb"
+    assert nb_path.is_file(), f"{md.name} has no twin {nb_path}: run jupytext --sync {md}"
+    assert cells(jupytext.read(md)) == cells(jupytext.read(nb_path)), (
+        f"{md.name} and {nb_path.name} differ: run jupytext --sync {md.relative_to(ROOT)}"
+    )
+
+
+def test_every_notebook_has_a_chapter():
+    for nb in (ROOT / "notebooks").glob("*.ipynb"):
+        assert (ROOT / "book" / f"{nb.stem}.md").is_file(), f"{nb} has no book/{nb.stem}.md"
+
+
+@pytest.mark.parametrize("nb", sorted((ROOT / "notebooks").glob("*.ipynb")), ids=lambda p: p.stem)
+def test_notebook_has_no_outputs(nb):
+    raw = json.loads(nb.read_text())
+    for cell in raw["cells"]:
+        assert not cell.get("outputs"), f"{nb.name} has committed outputs: clear them"
+        assert cell.get("execution_count") is None, f"{nb.name} has execution counts: clear them"
+
+
+@pytest.mark.parametrize("md", CHAPTERS, ids=lambda p: p.stem)
+def test_colab_badge_points_at_own_notebook(md):
+    nb = jupytext.read(md)
+    markdown = [c.source for c in nb.cells if c.cell_type == "markdown"]
+    found = BADGE.search(markdown[0])
+    assert found, f"{md.name}: the first markdown cell must carry the Open in Colab badge"
+    expected = f"https://colab.research.google.com/github/{GITHUB_PATH}/blob/main/notebooks/{md.stem}.ipynb"
+    assert found["url"] == expected
+    assert (ROOT / "notebooks" / f"{md.stem}.ipynb").is_file()
+    all_badges = [m["url"] for text in markdown for m in BADGE.finditer(text)]
+    assert all_badges == [expected], f"{md.name}: exactly one badge, to its own notebook"
+
+
+@pytest.mark.parametrize("md", CHAPTERS, ids=lambda p: p.stem)
+def test_first_code_cell_installs_only_in_colab(md):
+    code = [c.source for c in jupytext.read(md).cells if c.cell_type == "code"]
+    first = code[0]
+    assert '"google.colab" in sys.modules' in first
+    assert f'"{REPO_URL}"' in first, "the Colab cell must clone the repository named in _config.yml"
+    # Everything the cell does happens under the Colab guard.
+    body = first.split('if "google.colab" in sys.modules:', 1)[1]
+    assert all(line.startswith((" ", "#")) or not line.strip() for line in body.splitlines()[1:])
+    assert "==" not in first, "the Colab cell must pin nothing Colab already ships"
+
+
+@pytest.mark.parametrize("md", CHAPTERS, ids=lambda p: p.stem)
+def test_chapter_finds_artifacts_through_the_helper(md):
+    text = md.read_text()
+    assert not re.search(r"['\"](\.\./)?models/", text), f"{md.name}: use ssm_metarl.artifact_path, not a relative path"
+
+
+def _mini_book(tmp_path: Path, code: str, prose: str) -> Path:
+    """A one-page book with the project's own execution, parsing and Sphinx settings."""
+    config = {key: CONFIG[key] for key in ("execute", "parse")}
+    # The bibliography settings need the bibtex extension the mini book has no use for.
+    config["sphinx"] = {"config": {k: v for k, v in CONFIG["sphinx"]["config"].items() if not k.startswith("bibtex")}}
+    config.update(title="glue check", only_build_toc_files=True, exclude_patterns=["_build"])
+    (tmp_path / "_config.yml").write_text(yaml.safe_dump(config))
+    (tmp_path / "_toc.yml").write_text("format: jb-book\nroot: page\n")
+    front = (ROOT / "book" / "00_quick_tour.md").read_text().split("---", 2)[1]
+    (tmp_path / "page.md").write_text(f"---{front}---\n\n# Page\n\n```{{code-cell}} ipython3\n{code}\n```\n\n{prose}\n")
+    return tmp_path
+
+
+def _build(book: Path) -> subprocess.CompletedProcess:
+    jb = shutil.which("jupyter-book", path=str(Path(sys.executable).parent)) or "jupyter-book"
+    return subprocess.run([jb, "build", str(book), "-n", "-W", "--keep-going"], capture_output=True, text=True, timeout=300)
+
+
+def test_glue_puts_computed_numbers_into_the_prose(tmp_path):
+    book = _mini_book(tmp_path, "from myst_nb import glue\nglue('answer', float(6 * 7), display=False)",
+                      "The answer is {glue:text}`answer:.1f`.")
+    result = _build(book)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    html = (book / "_build" / "html" / "page.html").read_text()
+    assert re.search(r'The answer is <span class="pasted-text">42\.0</span>', html)
+
+
+def test_a_failing_cell_fails_the_build(tmp_path):
+    book = _mini_book(tmp_path, "raise RuntimeError('this cell is broken on purpose')", "Never rendered.")
+    result = _build(book)
+    assert result.returncode != 0
+    assert "this cell is broken on purpose" in result.stdout + result.stderr

@@ -1,0 +1,202 @@
+"""MAML (chapter 3): meta-gradients against finite differences and a per-task reference,
+batched vs looped agreement, the non-finite guard, sine regression helpers and MAML-RL."""
+import math
+
+import pytest
+import torch
+from torch import nn
+from torch.func import functional_call
+
+from ssm_metarl import StateSpaceModel
+from ssm_metarl.maml import MetaMAML, unroll
+from ssm_metarl.sine import SineConfig, SineTasks, mse_loss, sine_errors, sine_model, train_sine
+
+
+def _tiny_mlp():
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(1, 3), nn.Tanh(), nn.Linear(3, 1)).double()
+
+
+def _regression_data(n_tasks=3, k=5, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n_tasks, 2 * k, 1, generator=g, dtype=torch.float64)
+    y = torch.sin(3 * x) + 0.1 * torch.randn(n_tasks, 2 * k, 1, generator=g, dtype=torch.float64)
+    return (x[:, :k], y[:, :k]), (x[:, k:], y[:, k:])
+
+
+def _flat_grad(model):
+    return torch.cat([p.grad.reshape(-1) for p in model.parameters()])
+
+
+def _meta_loss_value(model, maml, loss_fn, support, query):
+    """Meta-loss at the model's current weights, as a float (the inner step still needs autograd)."""
+    return float(maml.meta_loss(loss_fn, support, query).detach())
+
+
+@pytest.mark.parametrize("steps", [1, 2])
+def test_second_order_meta_gradient_matches_finite_differences(steps):
+    model = _tiny_mlp()
+    loss_fn = mse_loss(model)
+    support, query = _regression_data()
+    maml = MetaMAML(model, inner_lr=0.1, inner_steps=steps)
+    maml.meta_loss(loss_fn, support, query).backward()
+    analytic = _flat_grad(model)
+
+    numeric, eps = [], 1e-6
+    with torch.no_grad():
+        flat = torch.nn.utils.parameters_to_vector(model.parameters())
+    for i in range(flat.numel()):
+        values = []
+        for sign in (1, -1):
+            shifted = flat.clone()
+            shifted[i] += sign * eps
+            with torch.no_grad():
+                torch.nn.utils.vector_to_parameters(shifted, model.parameters())
+            values.append(_meta_loss_value(model, maml, loss_fn, support, query))
+        numeric.append((values[0] - values[1]) / (2 * eps))
+    with torch.no_grad():
+        torch.nn.utils.vector_to_parameters(flat, model.parameters())
+    torch.testing.assert_close(analytic, torch.tensor(numeric, dtype=torch.float64), rtol=1e-5, atol=1e-7)
+
+
+def test_first_order_gradient_is_query_gradient_at_adapted_weights():
+    model = _tiny_mlp()
+    loss_fn = mse_loss(model)
+    support, query = _regression_data()
+    maml = MetaMAML(model, inner_lr=0.1, inner_steps=2, first_order=True)
+    maml.meta_loss(loss_fn, support, query).backward()
+    fo = _flat_grad(model)
+
+    # Reference: adapt each task by hand, take the query gradient at the adapted weights, average.
+    reference = torch.zeros_like(fo)
+    for i in range(support[0].shape[0]):
+        params = {k: v.detach().clone() for k, v in model.named_parameters()}
+        for _ in range(2):
+            params = {k: v.requires_grad_() for k, v in params.items()}
+            g = torch.autograd.grad(loss_fn(params, (support[0][i], support[1][i])), list(params.values()))
+            params = {k: (v - 0.1 * gi).detach() for (k, v), gi in zip(params.items(), g)}
+        params = {k: v.requires_grad_() for k, v in params.items()}
+        g = torch.autograd.grad(loss_fn(params, (query[0][i], query[1][i])), list(params.values()))
+        reference += torch.cat([gi.reshape(-1) for gi in g]) / support[0].shape[0]
+    torch.testing.assert_close(fo, reference)
+
+    # ... and it differs from the second-order gradient (the dropped term is not zero here).
+    model.zero_grad()
+    MetaMAML(model, inner_lr=0.1, inner_steps=2).meta_loss(loss_fn, support, query).backward()
+    assert (fo - _flat_grad(model)).abs().max() > 1e-4
+
+
+def _ssm_sequence_data(n_tasks=4, batch=3, steps=6, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    xs = torch.randn(n_tasks, 2, batch, steps, 2, generator=g, dtype=torch.float64)
+    ys = torch.randn(n_tasks, 2, batch, steps, 2, generator=g, dtype=torch.float64)
+    return (xs[:, 0], ys[:, 0]), (xs[:, 1], ys[:, 1])
+
+
+def _ssm_loss(model):
+    def loss_fn(params, batch):
+        xs, ys = batch
+        return ((unroll(model, params, xs) - ys) ** 2).mean()
+    return loss_fn
+
+
+@pytest.mark.parametrize("first_order", [False, True])
+def test_batched_and_per_task_meta_gradients_agree_for_a_stateful_ssm(first_order):
+    torch.manual_seed(0)
+    model = StateSpaceModel(state_dim=3, input_dim=2, output_dim=2, hidden_dim=5).double()
+    loss_fn = _ssm_loss(model)
+    support, query = _ssm_sequence_data()
+    grads = []
+    for batched in (True, False):
+        model.zero_grad()
+        maml = MetaMAML(model, inner_lr=0.3, inner_steps=2, first_order=first_order, batched=batched)
+        maml.meta_loss(loss_fn, support, query).backward()
+        grads.append(_flat_grad(model))
+    torch.testing.assert_close(grads[0], grads[1], rtol=1e-10, atol=1e-12)
+    assert grads[0].abs().max() > 1e-3
+
+
+def test_ssm_second_order_gradient_through_time_matches_finite_differences():
+    torch.manual_seed(1)
+    model = StateSpaceModel(state_dim=2, input_dim=2, output_dim=2, hidden_dim=3).double()
+    loss_fn = _ssm_loss(model)
+    support, query = _ssm_sequence_data(n_tasks=2, batch=2, steps=4)
+    maml = MetaMAML(model, inner_lr=0.5)
+    maml.meta_loss(loss_fn, support, query).backward()
+    analytic = _flat_grad(model)
+    flat = torch.nn.utils.parameters_to_vector(model.parameters()).detach()
+    numeric = []
+    for i in range(flat.numel()):
+        values = []
+        for sign in (1, -1):
+            shifted = flat.clone()
+            shifted[i] += sign * 1e-6
+            with torch.no_grad():
+                torch.nn.utils.vector_to_parameters(shifted, model.parameters())
+            values.append(_meta_loss_value(model, maml, loss_fn, support, query))
+        numeric.append((values[0] - values[1]) / 2e-6)
+    with torch.no_grad():
+        torch.nn.utils.vector_to_parameters(flat, model.parameters())
+    torch.testing.assert_close(analytic, torch.tensor(numeric, dtype=torch.float64), rtol=1e-5, atol=1e-7)
+
+
+def test_unroll_matches_the_models_own_sequence_pass():
+    torch.manual_seed(0)
+    model = StateSpaceModel(state_dim=4, input_dim=3, output_dim=2, hidden_dim=6)
+    xs = torch.randn(5, 7, 3)
+    expected, _ = model.forward_sequence(xs)
+    torch.testing.assert_close(unroll(model, dict(model.named_parameters()), xs), expected)
+
+
+def test_non_finite_meta_loss_is_skipped_and_counted():
+    model = _tiny_mlp()
+    maml = MetaMAML(model)
+    before = [p.detach().clone() for p in model.parameters()]
+    bad = sum(p.sum() for p in model.parameters()) * float("nan")
+    result = maml.step(bad)
+    assert not result.applied and maml.skipped_updates == 1 and maml.updates == 0
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))
+    good = maml.step(sum((p ** 2).sum() for p in model.parameters()))
+    assert good.applied and maml.updates == 1
+
+
+def test_gradient_is_clipped_to_max_norm():
+    model = _tiny_mlp()
+    maml = MetaMAML(model, max_grad_norm=1e-3)
+    step = maml.step(1e3 * sum((p ** 2).sum() for p in model.parameters()))
+    norm = math.sqrt(sum(float((p.grad ** 2).sum()) for p in model.parameters()))
+    assert step.grad_norm > 1.0 and norm == pytest.approx(1e-3, rel=1e-4)
+
+
+@pytest.mark.parametrize("kwargs", [{"inner_lr": 0}, {"outer_lr": -1}, {"inner_steps": -1}, {"max_grad_norm": float("nan")}])
+def test_bad_hyperparameters_raise_value_error(kwargs):
+    with pytest.raises(ValueError):
+        MetaMAML(_tiny_mlp(), **kwargs)
+
+
+def test_sine_tasks_are_seeded_and_errors_follow_the_definition():
+    a1, p1 = SineTasks(7).sample(4)
+    a2, p2 = SineTasks(7).sample(4)
+    assert torch.equal(a1, a2) and torch.equal(p1, p2)
+    assert ((0.1 <= a1) & (a1 <= 5.0)).all() and ((0 <= p1) & (p1 <= math.pi)).all()
+    model = sine_model(seed=0)
+    errors, curves = sine_errors(model, a1, p1, steps=(0, 1))
+    grid = torch.linspace(-5, 5, 100)
+    with torch.no_grad():
+        pred = model(grid[:, None])[:, 0]
+    expected = ((pred[None] - a1[:, None] * torch.sin(grid[None] - p1[:, None])) ** 2).mean(1)
+    torch.testing.assert_close(errors[0], expected)
+    torch.testing.assert_close(curves[0], pred.expand(4, 100))
+    assert not torch.equal(errors[1], errors[0])  # the step changed the fit
+
+
+def test_sine_maml_improves_post_update_error_over_a_short_run():
+    config = SineConfig(iterations=60, meta_batch=10)
+    model, losses, _ = train_sine("maml", config, progress=False)
+    assert len(losses) == 60 and all(math.isfinite(v) for v in losses)
+    amplitude, phase = SineTasks(99).sample(20)
+    trained, _ = sine_errors(model, amplitude, phase, steps=(1,))
+    untrained, _ = sine_errors(sine_model(seed=0), amplitude, phase, steps=(1,))
+    assert trained[1].mean() < untrained[1].mean()
+    with pytest.raises(ValueError, match="choose one of"):
+        train_sine("reptile", config)

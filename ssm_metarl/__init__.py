@@ -8,6 +8,11 @@ from .artifacts import artifact_path, models_dir
 from .checkpoint import Checkpoint, CheckpointError, load_checkpoint, save_checkpoint
 from .ssm import SSMConfig, StateSpaceModel
 from .stats import Estimate, bootstrap_ci, difference_ci
+from .tasks import CartPoleTask, TaskDistribution, get_family, make_env, make_vector_env
+from .rollout import EvalResult, LinearPolicy, Trajectories, collect, evaluate
+from .rl import (PPOConfig, ReinforceConfig, TrainResult, UpdateGuard, ValueNet, batch_baseline,
+                 discounted_returns, gae, policy_log_probs, policy_outputs, ppo_clip_loss, reinforce_loss,
+                 train_ppo, train_reinforce)
 
 __version__ = "0.1.0"
 
@@ -16,4 +21,9 @@ __all__ = [
     "Checkpoint", "CheckpointError", "load_checkpoint", "save_checkpoint",
     "SSMConfig", "StateSpaceModel",
     "Estimate", "bootstrap_ci", "difference_ci",
+    "CartPoleTask", "TaskDistribution", "get_family", "make_env", "make_vector_env",
+    "EvalResult", "LinearPolicy", "Trajectories", "collect", "evaluate",
+    "PPOConfig", "ReinforceConfig", "TrainResult", "UpdateGuard", "ValueNet", "batch_baseline",
+    "discounted_returns", "gae", "policy_log_probs", "policy_outputs", "ppo_clip_loss", "reinforce_loss",
+    "train_ppo", "train_reinforce",
 ]

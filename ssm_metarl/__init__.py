@@ -6,7 +6,7 @@ Importing the package has no side effects: it loads no data and touches no files
 """
 from .artifacts import artifact_path, models_dir
 from .checkpoint import Checkpoint, CheckpointError, load_checkpoint, save_checkpoint
-from .ssm import SSMConfig, StateSpaceModel
+from .ssm import DiagonalSSM, DiagonalSSMConfig, SSMConfig, StateSpaceModel, discretize, parallel_scan
 from .stats import Estimate, bootstrap_ci, difference_ci
 from .tasks import CartPoleTask, TaskDistribution, get_family, make_env, make_vector_env
 from .rollout import EvalResult, LinearPolicy, Trajectories, collect, evaluate
@@ -19,7 +19,7 @@ __version__ = "0.1.0"
 __all__ = [
     "artifact_path", "models_dir",
     "Checkpoint", "CheckpointError", "load_checkpoint", "save_checkpoint",
-    "SSMConfig", "StateSpaceModel",
+    "SSMConfig", "StateSpaceModel", "DiagonalSSM", "DiagonalSSMConfig", "discretize", "parallel_scan",
     "Estimate", "bootstrap_ci", "difference_ci",
     "CartPoleTask", "TaskDistribution", "get_family", "make_env", "make_vector_env",
     "EvalResult", "LinearPolicy", "Trajectories", "collect", "evaluate",

@@ -8,8 +8,12 @@ from __future__ import annotations
 
 import os
 import pickle
+import pickletools
+import re
 import tempfile
+import warnings
 import zipfile
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -45,8 +49,13 @@ def save_checkpoint(
     """Write a checkpoint atomically: to a temporary file first, then ``os.replace``.
 
     A crash part-way through leaves the previous file untouched, never a half-written one.
+    ``config`` and ``extra`` may hold only tensors, numbers, strings, None, lists, tuples and
+    dicts: anything else (a numpy float, a dataclass) would make the file unloadable under
+    ``weights_only=True``, so it is refused here, before anything is written.
     """
     path = Path(path)
+    _check_plain(dict(config), "config")
+    _check_plain(dict(extra or {}), "extra")
     path.parent.mkdir(parents=True, exist_ok=True)
     payload = {
         "format": FORMAT,
@@ -84,18 +93,11 @@ def load_checkpoint(
     if not path.is_file():
         raise CheckpointError(f"{path}: no such checkpoint file")
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        # weights_only refuses any object outside tensors and primitive containers.
-        reason = str(exc).strip().splitlines()
-        detail = next((line for line in reason if "GLOBAL" in line or "Unsupported" in line), reason[0] if reason else "")
-        raise CheckpointError(
-            f"{path}: refused to load: the file holds objects that could run code ({detail.strip()})"
-        ) from None
-    except Exception as exc:  # torch raises RuntimeError, EOFError, ValueError... for damaged files
-        if _looks_like_zip(path):
-            raise CheckpointError(f"{path}: the checkpoint is truncated or corrupt ({type(exc).__name__})") from None
-        raise CheckpointError(f"{path}: not a checkpoint (not a torch file)") from None
+        with warnings.catch_warnings():  # torch warns about the pickle protocol of foreign files
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")
+            payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises UnpicklingError, RuntimeError, EOFError... for bad files
+        raise CheckpointError(f"{path}: {_diagnose(path, exc)}") from None
 
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not an ssm_metarl checkpoint (missing format marker {FORMAT!r})")
@@ -123,6 +125,66 @@ def check_config(found: Mapping[str, Any], expected: Mapping[str, Any], *, sourc
         raise CheckpointError(f"{source}: checkpoint config has unknown fields {unknown}")
 
 
-def _looks_like_zip(path: Path) -> bool:
+_PLAIN_TYPES = (str, int, float, bool, type(None))  # exact types: numpy's float64 subclasses float but won't load
+_SAFE_GLOBALS = ("torch._utils._rebuild", "torch.serialization._get_layout", "collections.OrderedDict")
+
+
+def _check_plain(value: Any, where: str) -> None:
+    """Raise ValueError if ``value`` holds anything ``torch.load(weights_only=True)`` would refuse."""
+    if type(value) in (dict, OrderedDict):
+        for key, item in value.items():
+            if type(key) not in (str, int):
+                raise ValueError(f"{where} has a key of type {type(key).__name__}; use str or int keys")
+            _check_plain(item, f"{where}[{key!r}]")
+    elif type(value) in (list, tuple):
+        for i, item in enumerate(value):
+            _check_plain(item, f"{where}[{i}]")
+    elif not (type(value) in _PLAIN_TYPES or isinstance(value, torch.Tensor)):
+        raise ValueError(f"{where} is a {type(value).__module__}.{type(value).__qualname__}; checkpoints hold only "
+                         "tensors, numbers, strings, None, lists and dicts (convert it, e.g. float(x) or x.tolist())")
+
+
+def _diagnose(path: Path, exc: Exception) -> str:
+    """Say in one line why ``torch.load(path, weights_only=True)`` failed with ``exc``."""
     with open(path, "rb") as f:
-        return f.read(4) == b"PK\x03\x04" or zipfile.is_zipfile(path)
+        head = f.read(4)
+    if head == b"PK\x03\x04":  # torch's zip format
+        if not zipfile.is_zipfile(path):
+            return "the checkpoint is truncated (its zip archive has no end record)"
+        with zipfile.ZipFile(path) as archive:
+            pickles = [name for name in archive.namelist() if name.endswith("/data.pkl") or name == "data.pkl"]
+            if not pickles:
+                return "not a checkpoint (a zip archive without torch data)"
+            try:
+                code = _imports(archive.read(pickles[0]))
+            except zipfile.BadZipFile as bad:  # e.g. a checksum that no longer matches the bytes
+                return f"the checkpoint is corrupt ({bad})"
+    elif head[:1] == b"\x80":  # a raw pickle stream: torch's legacy format or pickle.dump
+        code = _imports(path.read_bytes())
+    else:
+        return "not a checkpoint (not a torch file)"
+    blocked = re.search(r"GLOBAL ([\w.]+)", str(exc))  # torch names the global it refused
+    unsafe = [blocked.group(1)] if blocked else [name for name in code if not name.startswith(_SAFE_GLOBALS)]
+    if unsafe:
+        return (f"refused to load: the file's pickle imports {', '.join(unsafe[:3])}, "
+                "which could run code; only weights are loaded (weights_only=True)")
+    if isinstance(exc, pickle.UnpicklingError) and not code and head != b"PK\x03\x04":
+        return "not a checkpoint (a plain pickle, not a torch file)"
+    first = (str(exc).strip().splitlines() or [""])[0][:120]
+    return f"the checkpoint is corrupt ({type(exc).__name__}: {first})"
+
+
+def _imports(data: bytes) -> list[str]:
+    """The ``module.name`` globals a pickle would import, found by reading its opcodes without running them."""
+    found, strings = [], []
+    try:
+        for opcode, arg, _ in pickletools.genops(data):
+            if opcode.name in ("GLOBAL", "INST"):
+                found.append(arg.replace(" ", "."))
+            elif opcode.name == "STACK_GLOBAL" and len(strings) >= 2:  # module and name pushed before it
+                found.append(f"{strings[-2]}.{strings[-1]}")
+            elif isinstance(arg, str):
+                strings.append(arg)
+    except Exception:  # a damaged stream: report what was readable before the damage
+        pass
+    return found

@@ -5,6 +5,8 @@ Taught in chapter 1 (``book/01_state_space_models.md``).
 from __future__ import annotations
 
 import functools
+import math
+import numbers
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -14,7 +16,11 @@ from torch import nn
 
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 
-__all__ = ["SSMConfig", "StateSpaceModel"]
+__all__ = ["SSMConfig", "StateSpaceModel", "discretize", "parallel_scan", "DiagonalSSMConfig", "DiagonalSSM",
+           "DISCRETIZATIONS", "MODES"]
+
+DISCRETIZATIONS = ("zoh", "bilinear")  #: valid ``method`` values of :func:`discretize`
+MODES = ("recurrence", "scan", "fft")  #: the three ways :class:`DiagonalSSM` computes its output
 
 
 @dataclass(frozen=True)
@@ -72,8 +78,11 @@ class StateSpaceModel(nn.Module):
         self.feedthrough = nn.Linear(input_dim, output_dim)
 
     def init_hidden(self, batch_size: int = 1) -> torch.Tensor:
-        """The initial state: zeros of shape (batch_size, state_dim)."""
-        return torch.zeros(batch_size, self.state_dim, device=self.input_map.weight.device)
+        """The initial state: zeros of shape (batch_size, state_dim), on the weights' device and dtype."""
+        if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size <= 0:
+            raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+        weight = self.input_map.weight
+        return torch.zeros(int(batch_size), self.state_dim, device=weight.device, dtype=weight.dtype)
 
     def forward(self, x: torch.Tensor, hidden: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """One step: ``x`` (B, input_dim), ``hidden`` (B, state_dim) → (output (B, output_dim), next hidden)."""
@@ -89,11 +98,13 @@ class StateSpaceModel(nn.Module):
         """Run a whole sequence ``xs`` (B, T, input_dim) → (outputs (B, T, output_dim), final hidden)."""
         if xs.dim() != 3 or xs.shape[-1] != self.input_dim:
             raise ValueError(f"xs must have shape (B, T, {self.input_dim}), got {tuple(xs.shape)}")
+        if xs.shape[1] == 0:
+            raise ValueError("xs must have at least one time step (T >= 1), got T=0")
         if hidden is None:
             hidden = self.init_hidden(xs.shape[0])
         outputs = []
-        for t in range(xs.shape[1]):
-            y, hidden = self(xs[:, t], hidden)
+        for x in xs.unbind(dim=1):  # unbind, not xs[:, t]: indexing in a loop makes backward O(T^2)
+            y, hidden = self(x, hidden)
             outputs.append(y)
         return torch.stack(outputs, dim=1), hidden
 
@@ -114,7 +125,7 @@ class StateSpaceModel(nn.Module):
             ckpt = load_checkpoint(path, kind=self_or_cls.__name__)
             try:
                 config = SSMConfig(**ckpt.config)
-            except TypeError as exc:
+            except (TypeError, ValueError) as exc:
                 raise CheckpointError(f"{path}: checkpoint config does not fit SSMConfig ({exc})") from None
             model = self_or_cls(**asdict(config))
         else:
@@ -126,3 +137,201 @@ class StateSpaceModel(nn.Module):
             first = str(exc).strip().splitlines()[0]
             raise CheckpointError(f"{path}: weights do not fit the model ({first})") from None
         return model
+
+
+# ---------------------------------------------------------------------------------------------
+# A linear, time-invariant diagonal SSM (S4D / LRU style)
+# ---------------------------------------------------------------------------------------------
+
+
+def discretize(A: torch.Tensor, B: torch.Tensor, dt, method: str = "zoh") -> tuple[torch.Tensor, torch.Tensor]:
+    r"""Discretise the diagonal continuous SSM :math:`x' = A x + B u` with step ``dt``.
+
+    Returns :math:`(\bar A, \bar B)` of the recurrence :math:`x_k = \bar A x_{k-1} + \bar B u_k`.
+    ``A`` is the diagonal of the state matrix, real or complex, shape (..., N); ``B`` and ``dt``
+    broadcast against it (``dt`` may be a float or, e.g., one step per channel of shape (H, 1)).
+
+    - ``"zoh"`` (zero-order hold, exact when ``u`` is constant over each step):
+      :math:`\bar A = e^{\Delta A}`, :math:`\bar B = (e^{\Delta A} - 1) A^{-1} B`.
+    - ``"bilinear"`` (the trapezoid rule, Tustin's method):
+      :math:`\bar A = (1 + \Delta A/2)/(1 - \Delta A/2)`, :math:`\bar B = \Delta B/(1 - \Delta A/2)`.
+
+    Both map :math:`\mathrm{Re}\,A < 0` to :math:`|\bar A| < 1`: a stable continuous system stays
+    stable for every step size. Taught in chapter 1 (``01_state_space_models``).
+    """
+    if method not in DISCRETIZATIONS:
+        raise ValueError(f"method must be one of {DISCRETIZATIONS}, got {method!r}")
+    dt = torch.as_tensor(dt, dtype=A.real.dtype, device=A.device)
+    if not bool((dt > 0).all()):
+        raise ValueError(f"dt must be positive, got min {dt.min().item():g}")
+    dtA = dt * A
+    if method == "zoh":
+        if bool((A == 0).any()):
+            raise ValueError("zoh needs every A != 0 (B-bar divides by A); use method='bilinear' for A = 0")
+        # expm1, not exp(.) - 1: for small dt*A the subtraction would cancel most digits
+        return torch.exp(dtA), torch.expm1(dtA) / A * B
+    return (1 + dtA / 2) / (1 - dtA / 2), dt * B / (1 - dtA / 2)
+
+
+def parallel_scan(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    r"""Every state of :math:`x_t = a\,x_{t-1} + b_t` (with :math:`x_{-1} = 0`) in log-depth.
+
+    ``b`` has shape (B, L, ...), time on dim 1; ``a`` is constant in time and broadcasts
+    against ``b[:, 0]``. Returns the states, shaped like ``b``.
+
+    Recursive doubling (the work-efficient scan of Blelloch 1990): two steps of the
+    recurrence are one step of a recurrence with :math:`a^2`,
+    :math:`x_{2i+1} = a^2 x_{2i-1} + (a\,b_{2i} + b_{2i+1})`. So we pair up neighbours, solve
+    the half-length problem for the odd positions, and fill in each even position from its
+    left neighbour, :math:`x_{2i} = a\,x_{2i-1} + b_{2i}`. Each level is a handful of
+    elementwise operations over the whole sequence; there are :math:`\log_2 L` levels.
+    Taught in chapter 1 (``01_state_space_models``).
+    """
+    length = b.shape[1]
+    if length == 1:
+        return b
+    if length % 2:  # a zero input appended at the end changes no earlier state
+        return parallel_scan(a, torch.cat([b, torch.zeros_like(b[:, :1])], dim=1))[:, :length]
+    even, odd = b[:, 0::2], b[:, 1::2]
+    x_odd = parallel_scan(a * a, a * even + odd)  # x_1, x_3, x_5, ...
+    x_even = torch.cat([even[:, :1], even[:, 1:] + a * x_odd[:, :-1]], dim=1)  # x_0, x_2, ...
+    return torch.stack([x_even, x_odd], dim=2).flatten(1, 2)  # interleave back to x_0, x_1, ...
+
+
+@dataclass(frozen=True)
+class DiagonalSSMConfig:
+    """Sizes and initialisation of :class:`DiagonalSSM`."""
+
+    channels: int = 32  # H: input = output channels, each with its own independent SSM
+    state_dim: int = 16  # N: diagonal states per channel
+    complex_state: bool = True  # complex eigenvalues (S4D-Lin, oscillating modes) or real ones (S4D-Real, pure decay)
+    method: str = "zoh"  # discretisation, "zoh" or "bilinear"
+    dt_min: float = 1e-3  # each channel's step size is drawn log-uniformly from [dt_min, dt_max]:
+    dt_max: float = 1e-1  # channels then see time scales from ~1/dt_max to ~1/dt_min steps
+    seed: int = 0  # seeds the random initial weights (dt and C, D)
+
+    def __post_init__(self):
+        for name in ("channels", "state_dim"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+                raise ValueError(f"{name} must be a positive int, got {value!r}")
+        if self.method not in DISCRETIZATIONS:
+            raise ValueError(f"method must be one of {DISCRETIZATIONS}, got {self.method!r}")
+        if not 0 < self.dt_min <= self.dt_max:
+            raise ValueError(f"need 0 < dt_min <= dt_max, got dt_min={self.dt_min}, dt_max={self.dt_max}")
+
+
+class DiagonalSSM(nn.Module):
+    r"""A linear time-invariant SSM layer with diagonal state matrix (S4D / LRU style).
+
+    Each of the H channels is an independent single-input single-output SSM with N states:
+
+    .. math::
+        x'(t) = A x(t) + B u(t), \qquad y(t) = \mathrm{Re}\big(C x(t)\big) + D u(t),
+
+    with diagonal ``A``, discretised by :func:`discretize` with a learned step per channel.
+    ``Re A = -exp(.)`` is negative by construction, so the discrete eigenvalues lie inside the
+    unit circle at initialisation and stay there during training. The initialisation is S4D's
+    (Gu et al. 2022): ``A_n = -1/2 + i pi n`` for complex states, ``A_n = -(n + 1)`` for real ones,
+    ``B = 1``, ``C`` and ``D`` standard normal.
+
+    ``forward(u, mode)`` maps (B, L, H) to (B, L, H) in one of three ways that give the
+    same output: ``"recurrence"`` (step by step, as when acting), ``"fft"`` (a causal
+    convolution with the impulse-response kernel, for training) and ``"scan"`` (the
+    log-depth :func:`parallel_scan`). Taught in chapter 1 (``01_state_space_models``).
+    """
+
+    def __init__(self, channels: int = 32, state_dim: int = 16, *, complex_state: bool = True,
+                 method: str = "zoh", dt_min: float = 1e-3, dt_max: float = 1e-1, seed: int = 0):
+        super().__init__()
+        self.config = DiagonalSSMConfig(channels, state_dim, complex_state, method, dt_min, dt_max, seed)
+        g = torch.Generator().manual_seed(seed)
+        H, N = channels, state_dim
+        log_dt = torch.rand(H, generator=g) * (math.log(dt_max) - math.log(dt_min)) + math.log(dt_min)
+        self.log_dt = nn.Parameter(log_dt)
+        n = torch.arange(N, dtype=torch.float32).repeat(H, 1)
+        if complex_state:  # complex numbers are stored as (real, imag) pairs in a last dim of 2
+            self.log_neg_real_A = nn.Parameter(torch.full((H, N), math.log(0.5)))
+            self.imag_A = nn.Parameter(math.pi * n)
+            self.B = nn.Parameter(torch.stack([torch.ones(H, N), torch.zeros(H, N)], dim=-1))
+            self.C = nn.Parameter(torch.randn(H, N, 2, generator=g) * math.sqrt(0.5))
+        else:
+            self.log_neg_real_A = nn.Parameter(torch.log(n + 1))
+            self.register_parameter("imag_A", None)
+            self.B = nn.Parameter(torch.ones(H, N))
+            self.C = nn.Parameter(torch.randn(H, N, generator=g))
+        self.D = nn.Parameter(torch.randn(H, generator=g))
+
+    def _complex(self, p: torch.Tensor) -> torch.Tensor:
+        return torch.view_as_complex(p) if self.config.complex_state else p
+
+    def continuous(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The continuous-time ``(A, B, C)``, each of shape (H, N)."""
+        real = -torch.exp(self.log_neg_real_A)
+        A = torch.complex(real, self.imag_A) if self.config.complex_state else real
+        return A, self._complex(self.B), self._complex(self.C)
+
+    def discrete(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The discrete ``(A_bar, B_bar, C)``, each (H, N), with each channel's own step."""
+        A, B, C = self.continuous()
+        A_bar, B_bar = discretize(A, B, torch.exp(self.log_dt)[:, None], self.config.method)
+        return A_bar, B_bar, C
+
+    def kernel(self, length: int) -> torch.Tensor:
+        r"""The impulse response :math:`K_l = \mathrm{Re}\sum_n C_n \bar A_n^l \bar B_n`, shape (length, H).
+
+        It excludes the ``D u`` feed-through. With a diagonal ``A`` the powers are elementwise,
+        so the whole kernel is one (H, N, L) Vandermonde product.
+        """
+        A_bar, B_bar, C = self.discrete()
+        l = torch.arange(length, device=A_bar.device, dtype=A_bar.real.dtype)
+        # A_bar**l via exp(l log A_bar), in complex so a negative real A_bar is fine too
+        powers = torch.exp(torch.log(A_bar.to(torch.promote_types(A_bar.dtype, torch.complex64)))[..., None] * l)
+        return torch.einsum("hn,hnl->lh", (C * B_bar).to(powers.dtype), powers).real
+
+    def init_state(self, batch_size: int = 1) -> torch.Tensor:
+        """The zero state, shape (batch_size, H, N), complex if the layer is."""
+        if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size <= 0:
+            raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+        A_bar = self.discrete()[0]
+        return torch.zeros(int(batch_size), *A_bar.shape, dtype=A_bar.dtype, device=A_bar.device)
+
+    def step(self, u_t: torch.Tensor, state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """One step for acting: ``u_t`` (B, H), ``state`` (B, H, N) → (``y_t`` (B, H), next state)."""
+        H, N = self.config.channels, self.config.state_dim
+        if u_t.dim() != 2 or u_t.shape[-1] != H:
+            raise ValueError(f"u_t must have shape (B, {H}), got {tuple(u_t.shape)}")
+        if state.shape != (u_t.shape[0], H, N):
+            raise ValueError(f"state must have shape ({u_t.shape[0]}, {H}, {N}), got {tuple(state.shape)}")
+        return self._step(u_t, state, *self.discrete())
+
+    def _step(self, u_t, state, A_bar, B_bar, C):
+        state = A_bar * state + B_bar * u_t[..., None]
+        return self._readout(state, u_t, C), state
+
+    def _readout(self, x, u, C):
+        """y = Re(C x) + D u, for one step (B, H, N) or a sequence (B, L, H, N) of states."""
+        return (C * x).sum(-1).real + self.D * u
+
+    def forward(self, u: torch.Tensor, mode: str = "fft") -> torch.Tensor:
+        """Map inputs ``u`` (B, L, H) to outputs (B, L, H), from the zero state, by ``mode``."""
+        H = self.config.channels
+        if u.dim() != 3 or u.shape[-1] != H or u.shape[1] == 0:
+            raise ValueError(f"u must have shape (B, L, {H}) with L >= 1, got {tuple(u.shape)}")
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+        if mode == "fft":
+            length = u.shape[1]
+            n = 2 * length  # zero-padding makes the FFT's circular convolution a causal, linear one
+            U = torch.fft.rfft(u, n=n, dim=1)
+            K = torch.fft.rfft(self.kernel(length), n=n, dim=0)
+            return torch.fft.irfft(U * K, n=n, dim=1)[:, :length] + self.D * u
+        A_bar, B_bar, C = self.discrete()
+        if mode == "scan":
+            states = parallel_scan(A_bar, B_bar * u[..., None])  # (B, L, H, N)
+            return self._readout(states, u, C)
+        state, outputs = self.init_state(u.shape[0]), []
+        for u_t in u.unbind(dim=1):  # unbind, not u[:, t]: indexing in a loop makes backward O(L^2)
+            y_t, state = self._step(u_t, state, A_bar, B_bar, C)
+            outputs.append(y_t)
+        return torch.stack(outputs, dim=1)

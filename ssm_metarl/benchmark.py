@@ -61,36 +61,45 @@ def bench_ssm(args) -> dict:
 
     Batch 16, 32 channels, L in {512, 2048}; the layer's default 16 complex states per channel,
     and 1 state per channel to show how the per-step work moves the loop-vs-scan balance.
+    Each configuration runs on one thread and on all of torch's threads: on a machine shared
+    with other jobs, a multi-threaded operation waits for its slowest thread.
     Reports seconds, the speed-ups of scan and FFT over the Python loop, and the largest
     difference between the modes' outputs. Chapter 1 (``01_state_space_models``) explains it.
     """
     from .ssm import MODES, DiagonalSSM
 
     batch, channels, repeats = 16, 32, 3
+    all_threads = torch.get_num_threads()
     rows = []
-    for state_dim in (16, 1):
-        for length in (512, 2048):
-            model = DiagonalSSM(channels, state_dim, seed=args.seed)
-            u = torch.randn(batch, length, channels, generator=_seeded(args.seed))
+    try:
+        for threads in sorted({1, all_threads}):
+            torch.set_num_threads(threads)
+            for state_dim in (16, 1):
+                for length in (512, 2048):
+                    model = DiagonalSSM(channels, state_dim, seed=args.seed)
+                    u = torch.randn(batch, length, channels, generator=_seeded(args.seed))
 
-            def forward_backward(mode):
-                model.zero_grad(set_to_none=True)
-                y = model(u, mode=mode)
-                y.square().mean().backward()
-                return y.detach()
+                    def forward_backward(mode):
+                        model.zero_grad(set_to_none=True)
+                        y = model(u, mode=mode)
+                        y.square().mean().backward()
+                        return y.detach()
 
-            outputs = {mode: forward_backward(mode) for mode in MODES}
-            seconds = time_interleaved({mode: (lambda m=mode: forward_backward(m)) for mode in MODES},
-                                       repeats=repeats)
-            rows.append({
-                "batch": batch, "channels": channels, "state_dim": state_dim, "length": length,
-                "seconds": {mode: round(s, 5) for mode, s in seconds.items()},
-                "scan_speedup_over_loop": round(seconds["recurrence"] / seconds["scan"], 2),
-                "fft_speedup_over_loop": round(seconds["recurrence"] / seconds["fft"], 1),
-                "max_abs_difference": float(max((outputs[m] - outputs["recurrence"]).abs().max() for m in MODES)),
-            })
+                    outputs = {mode: forward_backward(mode) for mode in MODES}
+                    seconds = time_interleaved({mode: (lambda m=mode: forward_backward(m)) for mode in MODES},
+                                               repeats=repeats)
+                    rows.append({
+                        "threads": threads, "batch": batch, "channels": channels, "state_dim": state_dim,
+                        "length": length, "seconds": {mode: round(s, 5) for mode, s in seconds.items()},
+                        "scan_speedup_over_loop": round(seconds["recurrence"] / seconds["scan"], 2),
+                        "fft_speedup_over_loop": round(seconds["recurrence"] / seconds["fft"], 1),
+                        "max_abs_difference": float(max((outputs[m] - outputs["recurrence"]).abs().max()
+                                                        for m in MODES)),
+                    })
+    finally:
+        torch.set_num_threads(all_threads)
     return {"benchmark": "ssm", "what": f"forward+backward of DiagonalSSM, best of {repeats} interleaved runs",
-            "torch_threads": torch.get_num_threads(), "load_average_1min": _load_average(), "rows": rows}
+            "load_average_1min": _load_average(), "rows": rows}
 
 
 def _load_average() -> float | None:

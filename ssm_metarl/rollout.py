@@ -41,6 +41,7 @@ class Trajectories:
     actions: torch.Tensor  # (N, T) int64
     rewards: torch.Tensor  # (N, T) float32, 0 where mask is False
     mask: torch.Tensor  # (N, T) bool: the step was played (the agent was alive before it)
+    log_probs: torch.Tensor  # (N, T) float32: log pi(a_t | history) of the acting policy, 0 on padding
     terminated: torch.Tensor  # (N,) bool: ended by falling (True) or by the time limit / not at all (False)
     task_index: torch.Tensor  # (N,) int64 into ``tasks``
     tasks: tuple[CartPoleTask, ...]
@@ -64,7 +65,7 @@ class Trajectories:
     def for_task(self, k: int) -> "Trajectories":
         """The episodes of task ``k`` only (a view; the padding is kept)."""
         s = slice(k * self.episodes_per_task, (k + 1) * self.episodes_per_task)
-        return Trajectories(self.obs[s], self.actions[s], self.rewards[s], self.mask[s], self.terminated[s],
+        return Trajectories(self.obs[s], self.actions[s], self.rewards[s], self.mask[s], self.log_probs[s], self.terminated[s],
                             self.task_index[s] - k, (self.tasks[k],), self.episodes_per_task)
 
     def to_dict(self) -> dict:
@@ -158,6 +159,7 @@ def collect(policy: Callable, tasks: Sequence[CartPoleTask], episodes_per_task: 
     obs_buf = np.zeros((n, horizon, 4), dtype=np.float32)
     act_buf = np.zeros((n, horizon), dtype=np.int64)
     rew_buf = np.zeros((n, horizon), dtype=np.float32)
+    logp_buf = np.zeros((n, horizon), dtype=np.float32)
     mask_buf = np.zeros((n, horizon), dtype=bool)
     terminated_at_end = np.zeros(n, dtype=bool)
     alive = np.ones(n, dtype=bool)
@@ -165,9 +167,12 @@ def collect(policy: Callable, tasks: Sequence[CartPoleTask], episodes_per_task: 
     for t in range(horizon):
         obs = torch.from_numpy(obs_np)
         outputs, hidden = policy(obs, hidden)
-        actions = select_actions(outputs, greedy, generator).numpy()
+        actions = select_actions(outputs, greedy, generator)
+        log_p = torch.log_softmax(outputs[:, :N_ACTIONS], dim=1).gather(1, actions[:, None]).squeeze(1).numpy()
+        actions = actions.numpy()
         obs_buf[alive, t] = obs_np[alive]
         act_buf[alive, t] = actions[alive]
+        logp_buf[alive, t] = log_p[alive]
         mask_buf[:, t] = alive
         obs_np, reward, terminated, truncated, _ = env.step(actions)
         rew_buf[alive, t] = reward[alive]
@@ -180,6 +185,7 @@ def collect(policy: Callable, tasks: Sequence[CartPoleTask], episodes_per_task: 
     return Trajectories(
         obs=torch.from_numpy(obs_buf[:, :steps]), actions=torch.from_numpy(act_buf[:, :steps]),
         rewards=torch.from_numpy(rew_buf[:, :steps]), mask=torch.from_numpy(mask_buf[:, :steps]),
+        log_probs=torch.from_numpy(logp_buf[:, :steps]),
         terminated=torch.from_numpy(terminated_at_end),
         task_index=torch.arange(n) // episodes_per_task, tasks=tuple(tasks), episodes_per_task=episodes_per_task,
     )

@@ -1,0 +1,152 @@
+"""Batched rollouts of chapter 2: the simulator equals Gymnasium's CartPole, collect() and evaluate()."""
+import numpy as np
+import pytest
+import torch
+from gymnasium.envs.classic_control.cartpole import CartPoleEnv
+from torch.func import functional_call
+
+from ssm_metarl import StateSpaceModel, bootstrap_ci
+from ssm_metarl.rl import policy_log_probs
+from ssm_metarl.rollout import LinearPolicy, collect, evaluate
+from ssm_metarl.tasks import CartPoleTask, get_family, make_env, make_vector_env
+
+RULE = LinearPolicy([0.0, 0.0, 1.0, 0.5])  # a = [theta + 0.5 theta_dot > 0]
+EQUIVALENCE_TASKS = [CartPoleTask(), CartPoleTask(flip=True), get_family("physics").test[0],
+                     get_family("flip+goal+physics").train[1]]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_torch_thread():
+    """Tiny networks: on a loaded 2-core machine a second intra-op thread makes each small
+    matmul wait milliseconds for a CPU (chapter 2 measures it). Restored after this module."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def _gymnasium_reference(task: CartPoleTask, state: np.ndarray) -> CartPoleEnv:
+    """Gymnasium's own CartPoleEnv with the task's constants, started from ``state``."""
+    env = CartPoleEnv()
+    for name in ("gravity", "masscart", "masspole", "length", "force_mag"):
+        setattr(env, name, getattr(task, name))
+    env.total_mass, env.polemass_length = task.masspole + task.masscart, task.masspole * task.length
+    env.reset(seed=0)
+    env.state = np.array(state, dtype=np.float64)
+    return env
+
+
+@pytest.mark.parametrize("task", EQUIVALENCE_TASKS, ids=["normal", "flipped", "physics", "flip+goal+physics"])
+def test_vector_simulator_matches_gymnasium_step_for_step(task):
+    k = 6
+    venv = make_vector_env([task] * k)
+    obs, _ = venv.reset(seed=11)
+    references = [_gymnasium_reference(task, venv.state[:, i]) for i in range(k)]
+    singles = [make_env(task) for _ in range(k)]
+    for single, ref in zip(singles, references):
+        single.reset(seed=0)
+        single.unwrapped.state = ref.state.copy()
+    np.testing.assert_array_equal(obs, np.stack([r.state for r in references]).astype(np.float32))
+    rng = np.random.default_rng(0)
+    alive, ended_at, longest = np.ones(k, dtype=bool), np.full(k, -1), 0
+    for t in range(task.max_steps):
+        # The fixed rule with 10% random actions gives long episodes that still end.
+        actions = np.where(rng.random(k) < 0.1, rng.integers(0, 2, k), (obs[:, 2] + 0.5 * obs[:, 3] > 0).astype(int))
+        if task.flip:
+            actions = 1 - actions  # so that the flipped cart balances too
+        obs, reward, terminated, truncated, _ = venv.step(actions)
+        for i in np.flatnonzero(alive):
+            raw = 1 - actions[i] if task.flip else actions[i]  # Gymnasium's env knows nothing of flips
+            ref_obs, _, ref_term, _, _ = references[i].step(int(raw))
+            single_obs, single_reward, single_term, single_trunc, _ = singles[i].step(int(actions[i]))
+            np.testing.assert_allclose(obs[i], ref_obs, atol=1e-6, rtol=0)
+            np.testing.assert_allclose(single_obs, ref_obs, atol=1e-6, rtol=0)
+            assert bool(terminated[i]) == ref_term == single_term
+            assert reward[i] == pytest.approx(single_reward, abs=1e-6)
+            if terminated[i] or truncated[i]:
+                alive[i], ended_at[i] = False, t
+        longest = t
+        if not alive.any():
+            break
+    assert longest > 30, "episodes should be long enough to test many steps"
+
+
+def test_collect_shapes_order_and_padding():
+    model = StateSpaceModel(32, 4, 4, 64)
+    tasks = [CartPoleTask(), CartPoleTask(flip=True), CartPoleTask(goal=0.5, max_steps=200)]
+    traj = collect(model, tasks, episodes_per_task=4, seed=3)
+    n, t = traj.obs.shape[:2]
+    assert traj.obs.shape == (12, t, 4) and traj.obs.dtype == torch.float32
+    assert traj.actions.shape == (12, t) and traj.actions.dtype == torch.int64
+    assert traj.rewards.dtype == torch.float32 and traj.mask.dtype == torch.bool
+    assert traj.task_index.tolist() == [0] * 4 + [1] * 4 + [2] * 4  # task-major
+    lengths = traj.lengths
+    assert int(lengths.max()) == t
+    # The mask is a prefix: played steps first, then padding with zeros.
+    assert torch.equal(traj.mask, torch.arange(t)[None, :] < lengths[:, None])
+    assert not traj.rewards[~traj.mask].any() and not traj.obs[~traj.mask].any()
+    assert torch.equal(traj.returns[:8], lengths[:8].float())  # no goal: 1 per step
+    assert traj.num_steps == int(lengths.sum())
+    assert traj.for_task(1).tasks == (tasks[1],) and torch.equal(traj.for_task(1).obs, traj.obs[4:8])
+
+
+def test_collect_goal_rewards_follow_the_cart():
+    task = CartPoleTask(goal=-1.0, max_steps=200)
+    traj = collect(RULE, [task], episodes_per_task=3, seed=0)
+    # reward_t is computed at the position after step t, i.e. the next stored observation
+    x_next, played = traj.obs[:, 1:, 0], traj.mask[:, 1:]
+    expected = 1.0 - (x_next + 1.0).abs() / 2.4
+    torch.testing.assert_close(traj.rewards[:, :-1][played], expected[played], atol=1e-6, rtol=0)
+
+
+def test_collect_is_seeded_and_greedy_is_deterministic():
+    model = StateSpaceModel(32, 4, 4, 64)
+    a = collect(model, [CartPoleTask()], 8, seed=1)
+    b = collect(model, [CartPoleTask()], 8, seed=1)
+    c = collect(model, [CartPoleTask()], 8, seed=2)
+    assert torch.equal(a.obs, b.obs) and torch.equal(a.actions, b.actions)
+    assert not torch.equal(a.obs[:, 0], c.obs[:, 0])
+    g = collect(model, [CartPoleTask()], 8, seed=1, greedy=True)
+    out, _ = model(g.obs[:, 0], model.init_hidden(8))
+    assert torch.equal(g.actions[:, 0], out[:, :2].argmax(1))
+
+
+def test_stored_log_probs_equal_teacher_forced_ones_and_functional_weights():
+    torch.manual_seed(0)
+    model = StateSpaceModel(32, 4, 4, 64)
+    traj = collect(model, [CartPoleTask(), CartPoleTask(flip=True)], 5, seed=4)
+    log_probs, _ = policy_log_probs(model, traj)
+    torch.testing.assert_close(log_probs * traj.mask, traj.log_probs, atol=1e-5, rtol=0)
+    # MAML passes weights functionally: the same numbers, and gradients reach the weights dict.
+    params = {k: v.detach().clone().requires_grad_(True) for k, v in model.named_parameters()}
+    fn = lambda x, h: functional_call(model, params, (x, h))  # noqa: E731
+    traj_fn = collect(fn, [CartPoleTask(), CartPoleTask(flip=True)], 5, seed=4, init_hidden=model.init_hidden)
+    assert torch.equal(traj_fn.actions, traj.actions)
+    log_probs_fn, _ = policy_log_probs(fn, traj_fn, init_hidden=model.init_hidden)
+    torch.testing.assert_close(log_probs_fn, log_probs, atol=1e-6, rtol=0)
+    (log_probs_fn * traj.mask).sum().backward()
+    assert params["readout.2.weight"].grad.abs().sum() > 0
+
+
+def test_fixed_rule_balances_normal_but_not_flipped_tasks():
+    normal = collect(RULE, [CartPoleTask()], 10, seed=0, greedy=True)
+    flipped = collect(RULE, [CartPoleTask(flip=True)], 10, seed=0, greedy=True)
+    assert torch.all(normal.returns == 500)
+    assert flipped.returns.mean() < 20
+
+
+def test_evaluate_ci_and_backends():
+    random_policy = LinearPolicy(None)
+    result = evaluate(random_policy, [CartPoleTask()], episodes=60, seed=5, greedy=False)
+    assert result.ci == bootstrap_ci(result.returns, seed=5)
+    assert result.ci.low < result.mean < result.ci.high and result.returns.shape == (60,)
+    assert 10 < result.mean < 40
+    more = evaluate(random_policy, [CartPoleTask()], episodes=600, seed=5, greedy=False)
+    assert more.ci.high - more.ci.low < result.ci.high - result.ci.low
+    real = evaluate(RULE, [CartPoleTask(), CartPoleTask(flip=True)], episodes=5, seed=0, backend="gymnasium")
+    assert real.per_task[0] == 500 and real.per_task[1] < 20
+    assert set(real.to_dict()) >= {"mean", "ci", "returns", "backend"}
+    with pytest.raises(ValueError, match="valid choices"):
+        evaluate(RULE, [CartPoleTask()], backend="jax")
+    with pytest.raises(ValueError, match="episodes_per_task"):
+        collect(RULE, [CartPoleTask()], episodes_per_task=0)

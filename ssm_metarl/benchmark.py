@@ -108,3 +108,114 @@ def _load_average() -> float | None:
         return round(os.getloadavg()[0], 2)
     except (AttributeError, OSError):
         return None
+
+
+def bench_rollout(args) -> dict:
+    """Rollout throughput: :func:`~ssm_metarl.rollout.collect` on 1,024 environments vs the naive loop.
+
+    The naive loop is what the model card's example does: one ``gym.make("CartPole-v1")``
+    environment and one SSM forward at batch 1 per step. The batched collector plays 1,024
+    episodes at once on Gymnasium's vectorised CartPole with one SSM forward per step. Only
+    steps actually played count: the collector keeps stepping finished environments until
+    the last episode ends, and that work is not counted. Two policies, both the card's SSM
+    (32, 4, 4, 64) sampling its actions: freshly initialised (episodes of ~20 steps, so most
+    batched work is wasted on finished episodes), and with its feedthrough set to the rule
+    a = [θ + 0.5 θ̇ > 0] and its readout zeroed (the same forward cost, episodes of 500 steps,
+    like a trained policy). Each on one thread and on all of torch's threads.
+    Chapter 2 (``02_cartpole_tasks``) explains it.
+    """
+    import gymnasium as gym
+
+    from .rollout import collect, select_actions
+    from .ssm import StateSpaceModel
+    from .tasks import CartPoleTask
+
+    n_envs, naive_steps, repeats = 1024, 2000, 3
+    with torch.random.fork_rng():
+        torch.manual_seed(args.seed)
+        untrained, balancing = StateSpaceModel(32, 4, 4, 64), StateSpaceModel(32, 4, 4, 64)
+    with torch.no_grad():
+        balancing.readout[2].weight.zero_()
+        balancing.feedthrough.weight.zero_()
+        balancing.feedthrough.weight[1] = torch.tensor([0.0, 0.0, 100.0, 50.0])  # logit(right) - logit(left)
+        balancing.readout[2].bias.zero_()
+        balancing.feedthrough.bias.zero_()
+
+    def naive(model) -> int:
+        env = gym.make("CartPole-v1")
+        obs, _ = env.reset(seed=args.seed)
+        hidden, generator = model.init_hidden(1), _seeded(args.seed)
+        with torch.no_grad():
+            for _ in range(naive_steps):
+                out, hidden = model(torch.as_tensor(obs).unsqueeze(0), hidden)
+                obs, _, terminated, truncated, _ = env.step(int(select_actions(out, False, generator)))
+                if terminated or truncated:
+                    obs, _ = env.reset()
+                    hidden = model.init_hidden(1)
+        return naive_steps
+
+    all_threads = torch.get_num_threads()
+    rows = []
+    try:
+        for threads in sorted({1, all_threads}):
+            torch.set_num_threads(threads)
+            for name, model in (("untrained", untrained), ("balancing", balancing)):
+                batched_steps = collect(model, [CartPoleTask()], n_envs, seed=args.seed).num_steps
+                seconds = time_interleaved({"naive": lambda: naive(model),
+                                            "batched": lambda: collect(model, [CartPoleTask()], n_envs, seed=args.seed)},
+                                           repeats=repeats)
+                naive_rate, batched_rate = naive_steps / seconds["naive"], batched_steps / seconds["batched"]
+                rows.append({"threads": threads, "policy": name, "batched_steps_played": batched_steps,
+                             "naive_steps_per_s": round(naive_rate), "batched_steps_per_s": round(batched_rate),
+                             "speedup": round(batched_rate / naive_rate, 1)})
+    finally:
+        torch.set_num_threads(all_threads)
+    return {"benchmark": "rollout", "what": f"env steps per second, naive 1-env loop ({naive_steps} steps) vs "
+                                            f"collect() on {n_envs} envs, best of {repeats} interleaved runs",
+            "target": "speedup >= 150", "load_average_1min": _load_average(), "rows": rows}
+
+
+def bench_rl(args) -> dict:
+    """Wall time and environment steps until the card's SSM solves CartPole-v1, REINFORCE and PPO.
+
+    Five seeds each (``--seed`` to ``--seed + 4``), default :class:`~ssm_metarl.rl.ReinforceConfig`
+    and :class:`~ssm_metarl.rl.PPOConfig`. "Solved" means a greedy mean return >= 475 over 100
+    real Gymnasium episodes; the clock includes every evaluation. Runs on one torch thread
+    (the networks are tiny; ``bench rollout`` shows what a second, contended thread costs).
+    Target: <= 20 s for at least 4 of 5 seeds. Chapter 2 (``02_cartpole_tasks``) explains it.
+    """
+    from .rl import PPOConfig, ReinforceConfig, train_ppo, train_reinforce
+    from .ssm import StateSpaceModel
+    from .tasks import CartPoleTask
+
+    budget, seeds = 20.0, range(args.seed, args.seed + 5)
+    algorithms = {"reinforce": (train_reinforce, ReinforceConfig(max_seconds=60.0)),
+                  "ppo": (train_ppo, PPOConfig(max_seconds=60.0))}
+    all_threads, runs = torch.get_num_threads(), []
+    try:
+        torch.set_num_threads(1)
+        for seed in seeds:
+            for name, (train, config) in algorithms.items():  # alternate, so load bursts hit both
+                with torch.random.fork_rng():
+                    torch.manual_seed(seed)
+                    model = StateSpaceModel(32, 4, 4, 64)
+                result = train(model, [CartPoleTask()], config, seed=seed)
+                runs.append({"algorithm": name, "seed": seed, "solved": result.solved,
+                             "seconds": result.solved_at_seconds and round(result.solved_at_seconds, 2),
+                             "env_steps": result.solved_at_steps, "iterations": len(result.history["iteration"]),
+                             "skipped_updates": result.skipped_updates,
+                             "eval_mean": result.final_eval and round(result.final_eval["mean"], 1)})
+    finally:
+        torch.set_num_threads(all_threads)
+    summary = {}
+    for name in algorithms:
+        mine = [r for r in runs if r["algorithm"] == name]
+        solved = sorted(r["seconds"] for r in mine if r["solved"])
+        steps = sorted(r["env_steps"] for r in mine if r["solved"])
+        summary[name] = {"solved_within_budget": sum(s <= budget for s in solved), "seeds": len(mine),
+                         "median_seconds": solved[len(solved) // 2] if solved else None,
+                         "median_env_steps": steps[len(steps) // 2] if steps else None}
+    return {"benchmark": "rl", "what": "seconds and env steps to a greedy mean >= 475 over 100 real Gymnasium "
+                                      "episodes, card SSM (32, 4, 4, 64), CartPole-v1",
+            "target": f"<= {budget:g} s for >= 4 of 5 seeds", "torch_threads": 1,
+            "load_average_1min": _load_average(), "summary": summary, "runs": runs}

@@ -261,7 +261,8 @@ class ReinforceConfig:
     entropy_coef: float = 0.0  # bonus on the policy's entropy
     max_grad_norm: float = 1.0  # gradient clipping (L2 norm over all parameters)
     max_iters: int = 200  # stop after this many updates ...
-    max_seconds: float = 60.0  # ... or this much wall time ...
+    max_env_steps: int | None = None  # ... or once this many environment steps were played ...
+    max_seconds: float = 60.0  # ... or after this much wall time (not reproducible: depends on the machine) ...
     target_return: float | None = 475.0  # ... or once greedy returns reach this (checked as below)
     eval_episodes: int = 100  # episodes of the greedy check (vector sim first, then real Gymnasium)
     eval_trigger: float = 450.0  # run the check only when the batch's sampled mean return reaches this
@@ -282,6 +283,7 @@ class PPOConfig:
     entropy_coef: float = 0.0
     max_grad_norm: float = 1.0
     max_iters: int = 200
+    max_env_steps: int | None = None
     max_seconds: float = 60.0
     target_return: float | None = 475.0
     eval_episodes: int = 100
@@ -344,7 +346,7 @@ def _solve_check(policy, tasks, cfg, seed: int, result: TrainResult) -> bool:
 
 def train_reinforce(policy: nn.Module, tasks: Sequence[CartPoleTask], config: ReinforceConfig | None = None,
                     seed: int = 0, progress: bool = False) -> TrainResult:
-    """Train ``policy`` on ``tasks`` with REINFORCE and a baseline; stops at the target, max_iters or max_seconds.
+    """Train ``policy`` on ``tasks`` with REINFORCE and a baseline; stops at the target or at a budget (iterations, steps, seconds).
 
     Defined in chapter 2 (``02_cartpole_tasks``).
     """
@@ -388,7 +390,7 @@ def train_reinforce(policy: nn.Module, tasks: Sequence[CartPoleTask], config: Re
         if cfg.target_return is not None and mean_return >= cfg.eval_trigger and _solve_check(policy, tasks, cfg, seed, result):
             result.solved, result.solved_at_seconds, result.solved_at_steps = True, time.perf_counter() - start, env_steps
             break
-        if seconds >= cfg.max_seconds:
+        if seconds >= cfg.max_seconds or (cfg.max_env_steps is not None and env_steps >= cfg.max_env_steps):
             break
     result.skipped_updates, result.applied_updates = guard.skipped + critic_guard.skipped, guard.applied
     return result
@@ -432,11 +434,12 @@ def train_ppo(policy: nn.Module, tasks: Sequence[CartPoleTask], config: PPOConfi
         seconds = time.perf_counter() - start
         mean_return = float(traj.returns.mean())
         _log_row(result.history, iteration=it, env_steps=env_steps, seconds=seconds, mean_return=mean_return,
-                 loss=float(policy_loss.detach()), value_loss=float(critic_loss.detach()), grad_norm=guard.last_grad_norm)
+                 loss=float(policy_loss.detach()), entropy=float(masked_mean(entropy.detach(), traj.mask)),
+                 value_loss=float(critic_loss.detach()), grad_norm=guard.last_grad_norm)
         if cfg.target_return is not None and mean_return >= cfg.eval_trigger and _solve_check(policy, tasks, cfg, seed, result):
             result.solved, result.solved_at_seconds, result.solved_at_steps = True, time.perf_counter() - start, env_steps
             break
-        if seconds >= cfg.max_seconds:
+        if seconds >= cfg.max_seconds or (cfg.max_env_steps is not None and env_steps >= cfg.max_env_steps):
             break
     result.skipped_updates, result.applied_updates = guard.skipped + critic_guard.skipped, guard.applied
     return result

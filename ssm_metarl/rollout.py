@@ -165,27 +165,23 @@ def collect(policy: Callable, tasks: Sequence[CartPoleTask], episodes_per_task: 
     alive = np.ones(n, dtype=bool)
     steps = 0
     for t in range(horizon):
-        obs = torch.from_numpy(obs_np)
-        outputs, hidden = policy(obs, hidden)
+        outputs, hidden = policy(torch.from_numpy(obs_np), hidden)
         actions = select_actions(outputs, greedy, generator)
-        log_p = torch.log_softmax(outputs[:, :N_ACTIONS], dim=1).gather(1, actions[:, None]).squeeze(1).numpy()
-        actions = actions.numpy()
-        obs_buf[alive, t] = obs_np[alive]
-        act_buf[alive, t] = actions[alive]
-        logp_buf[alive, t] = log_p[alive]
-        mask_buf[:, t] = alive
-        obs_np, reward, terminated, truncated, _ = env.step(actions)
-        rew_buf[alive, t] = reward[alive]
+        log_p = torch.log_softmax(outputs[:, :N_ACTIONS], dim=1).gather(1, actions[:, None]).squeeze(1)
+        obs_buf[:, t], act_buf[:, t], logp_buf[:, t], mask_buf[:, t] = obs_np, actions.numpy(), log_p.numpy(), alive
+        obs_np, rew_buf[:, t], terminated, truncated, _ = env.step(actions.numpy())
         terminated_at_end |= alive & terminated
         alive = alive & ~terminated & ~truncated & (t + 1 < limits)
         steps = t + 1
         if not alive.any():
             break
     env.close()
+    # Steps after an episode ended hold whatever the auto-resetting environment did: zero them.
+    mask = mask_buf[:, :steps]
     return Trajectories(
-        obs=torch.from_numpy(obs_buf[:, :steps]), actions=torch.from_numpy(act_buf[:, :steps]),
-        rewards=torch.from_numpy(rew_buf[:, :steps]), mask=torch.from_numpy(mask_buf[:, :steps]),
-        log_probs=torch.from_numpy(logp_buf[:, :steps]),
+        obs=torch.from_numpy(obs_buf[:, :steps] * mask[..., None]),
+        actions=torch.from_numpy(act_buf[:, :steps] * mask), rewards=torch.from_numpy(rew_buf[:, :steps] * mask),
+        mask=torch.from_numpy(mask), log_probs=torch.from_numpy(logp_buf[:, :steps] * mask),
         terminated=torch.from_numpy(terminated_at_end),
         task_index=torch.arange(n) // episodes_per_task, tasks=tuple(tasks), episodes_per_task=episodes_per_task,
     )

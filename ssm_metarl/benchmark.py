@@ -110,6 +110,66 @@ def _load_average() -> float | None:
         return None
 
 
+def bench_maml(args) -> dict:
+    """One MAML-RL meta-gradient: all tasks in one batched graph vs a Python loop over tasks.
+
+    20 tasks x 10 episodes x 200 steps of the card's SSM (6,744 parameters), one inner
+    policy-gradient step, second and first order; synthetic observations and advantages so
+    every episode has the full 200 steps. Three variants: hand-written batched matmuls
+    (what training uses), ``vmap`` over ``functional_call`` (works for any model), and a
+    loop over tasks, on one torch thread. Reports best-of-2 interleaved seconds, ratios, and the largest
+    difference between the gradients. Chapter 3 (``03_maml``) explains it.
+    """
+    from .maml import MetaMAML, policy_gradient_loss
+    from .ssm import StateSpaceModel
+
+    n_tasks, episodes, steps, repeats = 20, 10, 200, 2
+    g = _seeded(args.seed)
+    with torch.random.fork_rng():
+        torch.manual_seed(args.seed)
+        model = StateSpaceModel()
+
+    def batch():
+        logits = torch.zeros(n_tasks, episodes, steps)
+        return {"obs": 0.1 * torch.randn(n_tasks, episodes, steps, 4, generator=g),
+                "actions": torch.randint(0, 2, (n_tasks, episodes, steps), generator=g),
+                "mask": torch.ones(n_tasks, episodes, steps, dtype=torch.bool),
+                "advantages": torch.randn(n_tasks, episodes, steps, generator=g),
+                "old_log_probs": logits - torch.log(torch.tensor(2.0))}
+
+    support, query = batch(), batch()
+    losses = {"fast": policy_gradient_loss(model), "functional_call": policy_gradient_loss(model, fast=False)}
+    variants = {  # name: (loss, batched)
+        "batched_matmul": ("fast", True),  # all tasks in one graph, hand-written batched matmuls
+        "vmap": ("functional_call", True),  # all tasks in one graph, torch.func.vmap over functional_call
+        "loop": ("fast", False),  # a Python loop over tasks, the same per-task kernels
+    }
+    rows, all_threads = [], torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny per-task matmuls: one thread (see ``bench rollout`` for what a second costs)
+    for first_order in (False, True):
+        def meta_gradient(name):
+            loss, batched = variants[name]
+            maml = MetaMAML(model, first_order=first_order, batched=batched)
+            model.zero_grad(set_to_none=True)
+            maml.meta_loss(losses[loss], support, query).backward()
+            return torch.cat([p.grad.reshape(-1) for p in model.parameters()])
+
+        grads = {name: meta_gradient(name) for name in variants}
+        seconds = time_interleaved({name: (lambda n=name: meta_gradient(n)) for name in variants},
+                                   repeats=repeats, warmup=0)
+        rows.append({"order": "first" if first_order else "second",
+                     "seconds": {k: round(v, 3) for k, v in seconds.items()},
+                     "loop_over_batched": round(seconds["loop"] / seconds["batched_matmul"], 2),
+                     "vmap_over_batched": round(seconds["vmap"] / seconds["batched_matmul"], 2),
+                     "max_abs_gradient_difference": float(max((g - grads["batched_matmul"]).abs().max()
+                                                              for g in grads.values()))})
+    torch.set_num_threads(all_threads)
+    return {"benchmark": "maml",
+            "what": f"one meta-gradient, {n_tasks} tasks x {episodes} episodes x {steps} steps, 1 inner step, "
+                    f"best of {repeats} interleaved runs",
+            "torch_threads": 1, "load_average_1min": _load_average(), "rows": rows}
+
+
 def bench_rollout(args) -> dict:
     """Rollout throughput: :func:`~ssm_metarl.rollout.collect` on 1,024 environments vs the naive loop.
 

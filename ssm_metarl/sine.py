@@ -17,8 +17,10 @@ from tqdm.auto import tqdm
 
 from .maml import MetaMAML, Params
 
-__all__ = ["SineConfig", "SineTasks", "sine_model", "mse_loss", "train_sine", "sine_errors", "SINE_METHODS"]
+__all__ = ["SineConfig", "SineTasks", "sine_model", "mse_loss", "train_sine", "sine_errors", "SINE_METHODS", "TEST_SEED"]
 
+#: Seed of the held-out sines that model cards and chapter 3 evaluate on (training uses ``config.seed``).
+TEST_SEED = 12_345
 #: Ways to learn an initialisation for sine regression.
 SINE_METHODS = ("maml", "fomaml", "multitask")
 

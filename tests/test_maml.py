@@ -12,6 +12,15 @@ from ssm_metarl.maml import MetaMAML, unroll
 from ssm_metarl.sine import SineConfig, SineTasks, mse_loss, sine_errors, sine_model, train_sine
 
 
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Small tensors on shared cores: a second thread costs more in synchronisation than it saves."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def _tiny_mlp():
     torch.manual_seed(0)
     return nn.Sequential(nn.Linear(1, 3), nn.Tanh(), nn.Linear(3, 1)).double()
@@ -191,12 +200,163 @@ def test_sine_tasks_are_seeded_and_errors_follow_the_definition():
 
 
 def test_sine_maml_improves_post_update_error_over_a_short_run():
-    config = SineConfig(iterations=60, meta_batch=10)
+    config = SineConfig(iterations=30, meta_batch=5)
     model, losses, _ = train_sine("maml", config, progress=False)
-    assert len(losses) == 60 and all(math.isfinite(v) for v in losses)
+    assert len(losses) == 30 and all(math.isfinite(v) for v in losses)
     amplitude, phase = SineTasks(99).sample(20)
     trained, _ = sine_errors(model, amplitude, phase, steps=(1,))
     untrained, _ = sine_errors(sine_model(seed=0), amplitude, phase, steps=(1,))
     assert trained[1].mean() < untrained[1].mean()
     with pytest.raises(ValueError, match="choose one of"):
         train_sine("reptile", config)
+
+
+# ---------------------------------------------------------------------------------------------
+# The fast (batched-matmul) SSM path and MAML-RL
+# ---------------------------------------------------------------------------------------------
+from ssm_metarl.maml import (MetaRLConfig, TaskPolicy, evaluate_adaptation, meta_train, policy_gradient_loss,
+                             ssm_outputs, ssm_step, task_batch)
+from ssm_metarl.rollout import collect
+from ssm_metarl.tasks import CartPoleTask
+
+
+def _per_task_params(model, n, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return {k: v.detach() + 0.1 * torch.randn(n, *v.shape, generator=g, dtype=v.dtype)
+            for k, v in model.named_parameters()}
+
+
+def test_batched_matmul_ssm_equals_the_module_for_every_task():
+    torch.manual_seed(0)
+    model = StateSpaceModel(state_dim=5, input_dim=4, output_dim=3, hidden_dim=7).double()
+    params = _per_task_params(model, 3)
+    obs = torch.randn(3, 2, 6, 4, dtype=torch.float64)
+    out = ssm_outputs(model, params, obs)
+    y, h = ssm_step(model, params, obs[:, :, 0], torch.zeros(3, 2, 5, dtype=torch.float64))
+    for i in range(3):
+        ys = unroll(model, {k: v[i] for k, v in params.items()}, obs[i])
+        torch.testing.assert_close(out[i], ys)
+        torch.testing.assert_close(y[i], ys[:, 0])
+
+
+def _rl_batch(model, n_tasks=3, episodes=2, steps=7, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    obs = 0.5 * torch.randn(n_tasks, episodes, steps, 4, generator=g, dtype=torch.float64)
+    actions = torch.randint(0, 2, (n_tasks, episodes, steps), generator=g)
+    mask = torch.ones(n_tasks, episodes, steps, dtype=torch.bool)
+    mask[:, 0, 5:] = False  # one shorter episode per task
+    with torch.no_grad():
+        out = ssm_outputs(model, {k: v.expand(n_tasks, *v.shape) for k, v in model.named_parameters()}, obs)
+        old = torch.log_softmax(out[..., :2], -1).gather(-1, actions[..., None])[..., 0]
+    return {"obs": obs, "actions": actions, "mask": mask, "old_log_probs": old,
+            "advantages": torch.randn(n_tasks, episodes, steps, generator=g, dtype=torch.float64) * mask}
+
+
+@pytest.mark.parametrize("first_order", [False, True])
+def test_policy_gradient_meta_gradients_agree_batched_vmap_and_loop(first_order):
+    torch.manual_seed(0)
+    model = StateSpaceModel(state_dim=4, input_dim=4, output_dim=2, hidden_dim=6).double()
+    support, query = _rl_batch(model, seed=1), _rl_batch(model, seed=2)
+    grads = {}
+    for name, fast, batched in (("matmul", True, True), ("vmap", False, True), ("loop", True, False),
+                                ("vmap-loop", False, False)):
+        model.zero_grad()
+        maml = MetaMAML(model, inner_lr=0.5, inner_steps=2, first_order=first_order, batched=batched)
+        maml.meta_loss(policy_gradient_loss(model, fast=fast), support, query).backward()
+        grads[name] = _flat_grad(model)
+    for name, g in grads.items():
+        torch.testing.assert_close(g, grads["matmul"], rtol=1e-9, atol=1e-11, msg=name)
+    assert grads["matmul"].abs().max() > 1e-4
+
+
+def test_policy_gradient_loss_at_the_collecting_weights_has_reinforce_gradient():
+    from ssm_metarl import rl
+
+    torch.manual_seed(0)
+    model = StateSpaceModel(state_dim=4, input_dim=4, output_dim=2, hidden_dim=6).double()
+    batch = _rl_batch(model, n_tasks=1)
+    params = {k: v.expand(1, *v.shape) for k, v in model.named_parameters()}
+    g_ppo = torch.autograd.grad(policy_gradient_loss(model)(params, batch).sum(), list(model.parameters()))
+    log_probs, _ = rl.policy_log_probs(model, type("T", (), {"obs": batch["obs"][0], "actions": batch["actions"][0]}))
+    reinforce = rl.reinforce_loss(log_probs, batch["advantages"][0], batch["mask"][0])
+    g_reinforce = torch.autograd.grad(reinforce, list(model.parameters()))
+    for a, b in zip(g_ppo, g_reinforce):
+        torch.testing.assert_close(a, b)
+
+
+def test_task_policy_runs_each_tasks_weights_on_its_own_episodes():
+    torch.manual_seed(0)
+    model = StateSpaceModel()
+    params = _per_task_params(model, 3)
+    policy = TaskPolicy(model, params, episodes_per_task=2)
+    obs, hidden = torch.randn(6, 4), torch.randn(6, 32).tanh()
+    y, h = policy(obs, hidden)
+    for i in range(6):
+        task_model = StateSpaceModel()
+        task_model.load_state_dict({k: v[i // 2] for k, v in params.items()})
+        y_ref, h_ref = task_model(obs[i:i + 1], hidden[i:i + 1])
+        torch.testing.assert_close(y[i:i + 1], y_ref)
+        torch.testing.assert_close(h[i:i + 1], h_ref)
+    with pytest.raises(ValueError, match="rows"):
+        policy(torch.randn(5, 4), torch.zeros(5, 32))
+
+
+def test_evaluate_adaptation_zero_steps_is_plain_evaluation_and_leaves_the_model_alone():
+    torch.manual_seed(0)
+    model = StateSpaceModel()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    tasks = [CartPoleTask(goal=0.5, max_steps=50), CartPoleTask(goal=-0.5, max_steps=50)]
+    result = evaluate_adaptation(model, tasks, steps=(0, 1), episodes=3, eval_episodes=4, inner_lr=0.5, seed=3)
+    plain = collect(model, tasks, 4, seed=4).returns.reshape(2, 4).mean(1).double().numpy()
+    assert result.returns[0] == pytest.approx(plain)
+    assert not (result.returns[1] == pytest.approx(plain))  # a step of 0.5 changes the policy
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())
+    assert result.estimate(1).n == 2
+
+
+def _tiny_config(**kw):
+    return MetaRLConfig(**{"family": "goal", "epochs": 4, "tasks_per_epoch": 2, "episodes": 2, "eval_every": 2,
+                           "eval_episodes": 2, "inner_lr": 0.1, **kw})
+
+
+def test_meta_train_resumes_after_an_interruption_with_identical_results(tmp_path, monkeypatch):
+    import ssm_metarl.rollout as rollout
+
+    def fresh():
+        torch.manual_seed(0)
+        return StateSpaceModel(state_dim=4, hidden_dim=8)
+
+    reference = fresh()
+    full = meta_train(reference, _tiny_config(), progress=False)
+
+    # Interrupt the second run in epoch 3 (after the checkpoint written at epoch 2).
+    real_collect, calls = rollout.collect, {"n": 0}
+
+    def flaky(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 8:
+            raise KeyboardInterrupt
+        return real_collect(*args, **kwargs)
+
+    path = tmp_path / "run.resume.pth"
+    monkeypatch.setattr(rollout, "collect", flaky)
+    with pytest.raises(KeyboardInterrupt):
+        meta_train(fresh(), _tiny_config(), checkpoint=str(path), progress=False)
+    monkeypatch.setattr(rollout, "collect", real_collect)
+    assert path.exists()
+
+    resumed_model = fresh()
+    resumed = meta_train(resumed_model, _tiny_config(), checkpoint=str(path), progress=False)
+    assert resumed.resumed_from == 2
+    assert resumed.history["post_return"] == full.history["post_return"]
+    assert resumed.validation == full.validation and resumed.best_epoch == full.best_epoch
+    for a, b in zip(resumed_model.parameters(), reference.parameters()):
+        assert torch.equal(a, b)
+    with pytest.raises(ValueError, match="different config"):
+        meta_train(fresh(), _tiny_config(inner_lr=0.2), checkpoint=str(path), progress=False)
+
+
+@pytest.mark.parametrize("bad", [{"mode": "hybrid"}, {"epochs": 0}, {"inner_lr": -0.1}, {"gamma": 1.5}])
+def test_meta_rl_config_rejects_bad_values(bad):
+    with pytest.raises(ValueError):
+        MetaRLConfig(**bad)

@@ -1,0 +1,115 @@
+"""`python -m ssm_metarl train` (chapter 3): the model card's flags, the written model and card,
+resuming, and the shipped meta-trained artifacts matching their cards."""
+import json
+import shutil
+
+import pytest
+import torch
+
+from ssm_metarl import StateSpaceModel, artifact_path, load_checkpoint
+from ssm_metarl.cli import build_parser, main
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Small tensors on shared cores: a second thread costs more in synchronisation than it saves."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+CARD_FLAGS = ["--epochs", "3", "--tasks_per_epoch", "2", "--state_dim", "8", "--hidden_dim", "16",
+              "--inner_lr", "0.05", "--outer_lr", "0.002", "--adaptation_steps", "1", "--mode", "maml"]
+
+
+def test_train_parser_accepts_the_model_cards_flags():
+    args = build_parser().parse_args(["train", *CARD_FLAGS, "--family", "goal", "--seed", "3", "--out", "m.pth"])
+    assert (args.epochs, args.tasks_per_epoch, args.state_dim, args.hidden_dim) == (3, 2, 8, 16)
+    assert (args.inner_lr, args.outer_lr, args.adaptation_steps, args.mode) == (0.05, 0.002, 1, "maml")
+    assert (args.family, args.seed, args.out) == ("goal", 3, "m.pth")
+    with pytest.raises(SystemExit):  # the card's --mode hybrid is an adaptation mode (chapter 4), not a trainer
+        build_parser().parse_args(["train", "--mode", "hybrid", "--out", "m.pth"])
+
+
+def _argv(out, epochs=3):
+    argv = ["train", *CARD_FLAGS, "--family", "goal", "--episodes", "2", "--eval_every", "2", "--test_tasks", "2",
+            "--seed", "1", "--quiet", "--keep-resume", "--out", str(out)]
+    argv[argv.index("--epochs") + 1] = str(epochs)
+    return argv
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """One tiny training run shared by the tests below (training is the slow part)."""
+    out = tmp_path_factory.mktemp("train") / "tiny.pth"
+    assert main(_argv(out)) == 0
+    return out, json.loads(out.with_suffix(".json").read_text())
+
+
+def test_train_writes_a_loadable_model_and_a_card_with_command_log_and_evaluation(trained):
+    out, card = trained
+    model = StateSpaceModel.load(out)
+    assert (model.state_dim, model.hidden_dim) == (8, 16)
+    assert card["command"].startswith("python -m ssm_metarl train --epochs 3")
+    assert card["parameters"] == sum(p.numel() for p in model.parameters())
+    assert card["train_config"]["inner_lr"] == 0.05 and card["train_config"]["mode"] == "maml"
+    assert len(card["log"]["pre_return"]) == len(card["log"]["post_return"]) == 3
+    assert card["validation"]["epoch"] == [1, 2] and card["best_epoch"] in (1, 2)
+    assert set(card["evaluation"]["estimates"]) >= {"0", "1"} and card["wall_seconds"] > 0
+    assert card["adaptation_lr"] == 0.05 and not card["stopped_early"]
+
+
+def test_train_resumes_from_its_resume_checkpoint(trained, tmp_path):
+    out, first = trained
+    state = load_checkpoint(out.with_suffix(".resume.pth"), kind="MetaTrainState")
+    assert state.extra["next_epoch"] == 3
+    # Asking for more epochs extends the run from where it stopped instead of starting again.
+    moved = tmp_path / out.name
+    shutil.copy(out.with_suffix(".resume.pth"), moved.with_suffix(".resume.pth"))
+    argv = _argv(moved, epochs=4)
+    argv.remove("--keep-resume")
+    assert main(argv) == 0
+    second = json.loads(moved.with_suffix(".json").read_text())
+    assert second["log"]["pre_return"][:3] == first["log"]["pre_return"]
+    assert len(second["log"]["epoch"]) == 4
+    assert not moved.with_suffix(".resume.pth").exists()  # a finished run leaves no resume state behind
+
+
+def test_train_rejects_an_out_path_without_pth(tmp_path):
+    with pytest.raises(SystemExit, match=".pth"):
+        main(["train", "--out", str(tmp_path / "model.pt")])
+
+
+SHIPPED = ["cartpole_hybrid_real_model", "cartpole_goal_multitask"]
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_shipped_policy_loads_and_matches_its_card(name):
+    path = artifact_path(f"{name}.pth")
+    card = json.loads(artifact_path(f"{name}.json").read_text())
+    model = StateSpaceModel.load(path)
+    assert card["model_config"] == load_checkpoint(path).config
+    assert card["parameters"] == sum(p.numel() for p in model.parameters())
+    assert card["command"].startswith("python -m ssm_metarl train")
+    assert card["train_config"]["family"] == "goal"
+    assert len(card["log"]["epoch"]) == card["epochs_run"] and card["best_epoch"] in card["validation"]["epoch"]
+    est = card["evaluation"]["estimates"]
+    assert est["0"]["low"] <= est["0"]["mean"] <= est["0"]["high"] and est["0"]["n"] >= 40
+    if name == "cartpole_hybrid_real_model":  # the model card's configuration
+        assert (model.state_dim, model.input_dim, model.output_dim, model.hidden_dim) == (32, 4, 4, 64)
+        assert card["parameters"] == 6744 and card["train_config"]["mode"] == "maml"
+
+
+def test_shipped_maml_policy_reproduces_its_cards_unadapted_returns():
+    """Re-measure the card's 'before adaptation' column: same tasks, same seeds, same numbers."""
+    from ssm_metarl.maml import TEST_SEED, held_out_tasks
+    from ssm_metarl.rollout import collect
+    from ssm_metarl.tasks import get_family
+
+    card = json.loads(artifact_path("cartpole_hybrid_real_model.json").read_text())
+    model = StateSpaceModel.load(artifact_path("cartpole_hybrid_real_model.pth"))
+    tasks = held_out_tasks(get_family("goal"), card["evaluation"]["estimates"]["0"]["n"])
+    per_task = card["evaluation"]["eval_episodes"]
+    with torch.no_grad():
+        returns = collect(model, tasks, per_task, seed=TEST_SEED + 1).returns.reshape(len(tasks), per_task).mean(1)
+    assert returns.mean().item() == pytest.approx(card["evaluation"]["estimates"]["0"]["mean"], abs=0.5)

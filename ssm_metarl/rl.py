@@ -272,7 +272,7 @@ class ReinforceConfig:
 class PPOConfig:
     """PPO-clip with GAE and a separate critic (:class:`ValueNet`)."""
 
-    episodes_per_iter: int = 16  # episodes collected per iteration
+    episodes_per_iter: int = 8  # episodes collected per iteration (small batches: more updates per step)
     epochs: int = 2  # clipped policy steps on each batch (each one re-runs the SSM over the batch)
     gamma: float = 0.99
     gae_lambda: float = 0.95  # GAE's lambda: 1 = Monte Carlo returns minus V, 0 = one-step TD errors

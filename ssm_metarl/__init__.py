@@ -13,6 +13,9 @@ from .rollout import EvalResult, LinearPolicy, Trajectories, collect, evaluate
 from .rl import (PPOConfig, ReinforceConfig, TrainResult, UpdateGuard, ValueNet, batch_baseline,
                  discounted_returns, gae, policy_log_probs, policy_outputs, ppo_clip_loss, reinforce_loss,
                  train_ppo, train_reinforce)
+from .maml import (AdaptationResult, MetaMAML, MetaRLConfig, MetaTrainResult, TaskPolicy, evaluate_adaptation,
+                   held_out_tasks, meta_train, policy_gradient_loss, tune_inner_lr)
+from .sine import SineConfig, SineTasks, sine_errors, train_sine
 
 __version__ = "0.1.0"
 
@@ -26,4 +29,7 @@ __all__ = [
     "PPOConfig", "ReinforceConfig", "TrainResult", "UpdateGuard", "ValueNet", "batch_baseline",
     "discounted_returns", "gae", "policy_log_probs", "policy_outputs", "ppo_clip_loss", "reinforce_loss",
     "train_ppo", "train_reinforce",
+    "AdaptationResult", "MetaMAML", "MetaRLConfig", "MetaTrainResult", "TaskPolicy", "evaluate_adaptation",
+    "held_out_tasks", "meta_train", "policy_gradient_loss", "tune_inner_lr",
+    "SineConfig", "SineTasks", "sine_errors", "train_sine",
 ]

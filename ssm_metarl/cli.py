@@ -36,6 +36,7 @@ def _write_json(path, data: dict) -> None:
         with os.fdopen(fd, "w") as f:
             json.dump(data, f, indent=1)
             f.write("\n")
+        os.chmod(tmp, 0o644)  # a card is for reading; mkstemp creates files private to their owner
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 
 from .maml import MetaMAML, Params
 
-__all__ = ["SineConfig", "SineTasks", "sine_model", "mse_loss", "train_sine", "sine_errors", "SINE_METHODS", "TEST_SEED"]
+__all__ = ["SineConfig", "SineTasks", "sine_model", "mse_loss", "train_sine", "sine_errors", "SINE_METHODS", "TEST_SEED", "load_sine_model"]
 
 #: Seed of the held-out sines that model cards and chapter 3 evaluate on (training uses ``config.seed``).
 TEST_SEED = 12_345
@@ -80,6 +80,16 @@ def sine_model(hidden_dim: int = 40, seed: int = 0) -> nn.Sequential:
         torch.manual_seed(seed)
         return nn.Sequential(nn.Linear(1, hidden_dim), nn.ReLU(), nn.Linear(hidden_dim, hidden_dim), nn.ReLU(),
                              nn.Linear(hidden_dim, 1))
+
+
+def load_sine_model(path) -> nn.Sequential:
+    """A sine regressor saved by ``python -m ssm_metarl train --family sine`` (a checked checkpoint)."""
+    from .checkpoint import load_checkpoint
+
+    ckpt = load_checkpoint(path, kind="SineRegressor")
+    model = sine_model(int(ckpt.config["hidden_dim"]))
+    model.load_state_dict(ckpt.state_dict)
+    return model
 
 
 def mse_loss(model: nn.Module):

@@ -80,24 +80,41 @@ def test_train_rejects_an_out_path_without_pth(tmp_path):
         main(["train", "--out", str(tmp_path / "model.pt")])
 
 
-SHIPPED = ["cartpole_hybrid_real_model", "cartpole_goal_multitask"]
+SHIPPED = {"cartpole_hybrid_real_model": "goal", "cartpole_goal_multitask": "goal",
+           "cartpole_flip_maml": "flip", "cartpole_flip_multitask": "flip"}
 
 
-@pytest.mark.parametrize("name", SHIPPED)
+@pytest.mark.parametrize("name", sorted(SHIPPED))
 def test_shipped_policy_loads_and_matches_its_card(name):
     path = artifact_path(f"{name}.pth")
     card = json.loads(artifact_path(f"{name}.json").read_text())
     model = StateSpaceModel.load(path)
-    assert card["model_config"] == load_checkpoint(path).config
+    checkpoint = load_checkpoint(path)
+    assert card["model_config"] == checkpoint.config
     assert card["parameters"] == sum(p.numel() for p in model.parameters())
-    assert card["command"].startswith("python -m ssm_metarl train")
-    assert card["train_config"]["family"] == "goal"
-    assert len(card["log"]["epoch"]) == card["epochs_run"] and card["best_epoch"] in card["validation"]["epoch"]
+    assert card["command"].startswith("python -m ssm_metarl") and " train " in card["command"]
+    assert f"--out models/{name}.pth" in card["command"]
+    assert card["train_config"]["family"] == SHIPPED[name]
+    assert checkpoint.extra["meta_train"]["best_epoch"] == card["best_epoch"] in card["validation"]["epoch"]
+    assert len(card["log"]["epoch"]) == card["epochs_run"] and card["wall_seconds"] <= 600
     est = card["evaluation"]["estimates"]
     assert est["0"]["low"] <= est["0"]["mean"] <= est["0"]["high"] and est["0"]["n"] >= 40
-    if name == "cartpole_hybrid_real_model":  # the model card's configuration
+    if name == "cartpole_hybrid_real_model":  # the model card's configuration, meta-trained with MAML
         assert (model.state_dim, model.input_dim, model.output_dim, model.hidden_dim) == (32, 4, 4, 64)
         assert card["parameters"] == 6744 and card["train_config"]["mode"] == "maml"
+
+
+@pytest.mark.parametrize("method", ["maml", "fomaml", "multitask"])
+def test_shipped_sine_models_reproduce_their_cards(method):
+    from ssm_metarl import sine
+
+    card = json.loads(artifact_path(f"sine_{method}.json").read_text())
+    model = sine.load_sine_model(artifact_path(f"sine_{method}.pth"))
+    assert card["method"] == method and f"--mode {method}" in card["command"]
+    n = card["evaluation"]["mse"]["0"]["n"]
+    amplitude, phase = sine.SineTasks(sine.TEST_SEED).sample(n)
+    errors, _ = sine.sine_errors(model, amplitude, phase, steps=(0,), seed=sine.TEST_SEED + 1)
+    assert errors[0].mean().item() == pytest.approx(card["evaluation"]["mse"]["0"]["mean"], rel=1e-5)
 
 
 def test_shipped_maml_policy_reproduces_its_cards_unadapted_returns():

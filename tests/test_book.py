@@ -137,3 +137,11 @@ def test_a_failing_cell_fails_the_build(tmp_path):
     result = _build(book)
     assert result.returncode != 0
     assert "this cell is broken on purpose" in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("md", CHAPTERS, ids=lambda p: p.stem)
+def test_readme_lists_every_chapter_with_its_badge(md):
+    readme = (ROOT / "README.md").read_text()
+    assert f"](book/{md.name})" in readme, f"README does not link {md.name}"
+    badge = f"(https://colab.research.google.com/github/{GITHUB_PATH}/blob/main/notebooks/{md.stem}.ipynb)"
+    assert badge in readme, f"README lacks the Colab badge of {md.stem}"

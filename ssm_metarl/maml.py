@@ -1,6 +1,6 @@
 """MAML: model-agnostic meta-learning on ``torch.func``, for feed-forward and stateful models.
 
-MAML {Finn et al. 2017} learns an initialisation ``theta`` such that one (or a few)
+MAML (Finn et al. 2017) learns an initialisation ``theta`` such that one (or a few)
 gradient steps on a new task's small support set give good weights for that task:
 
     theta_i' = theta - alpha * grad L_i(theta; support_i)          (inner step, per task)
@@ -8,28 +8,37 @@ gradient steps on a new task's small support set give good weights for that task
 
 The outer gradient goes *through* the inner step (second order); first-order MAML treats
 the inner gradient as a constant. Every task of a meta-batch is processed in one batched
-graph: :func:`torch.func.vmap` maps the inner step over a leading task dimension, so the
-per-task weights are tensors of shape ``(n_tasks, *param.shape)`` and every matmul is a
-batched one. The RL part (inner policy-gradient steps on CartPole task families) is
+graph: :func:`torch.func.vmap` maps the inner step over a leading task dimension (any
+model), or, for the SSM, hand-written batched matmuls do the same faster; either way the
+per-task weights are tensors of shape ``(n_tasks, *param.shape)``. The RL part (inner policy-gradient steps on CartPole task families) is
 further down. Taught in chapter 3 (``book/03_maml.md``).
 """
 from __future__ import annotations
 
 import logging
 import math
+import os
+import time
 from dataclasses import asdict, dataclass
 from typing import Any, Callable
 
 import torch
 from torch import nn
 from torch.func import functional_call, grad, vmap
+from tqdm.auto import tqdm
 
-from . import rl
+from . import rl, rollout
+from .checkpoint import load_checkpoint, save_checkpoint
 from .ssm import StateSpaceModel
+from .stats import Estimate, bootstrap_ci
+from .tasks import get_family
 
-__all__ = ["MetaMAML", "MetaStep", "unroll", "stack_params", "ssm_step", "ssm_outputs", "MODES", "MetaRLConfig", "TaskPolicy", "task_batch",
-           "policy_gradient_loss", "AdaptationResult", "evaluate_adaptation", "MetaTrainResult", "meta_train",
-           "held_out_tasks", "TEST_SEED", "tune_inner_lr", "INNER_LRS"]
+__all__ = [
+    "MetaMAML", "MetaStep", "unroll", "stack_params", "ssm_step", "ssm_outputs",
+    "MODES", "MetaRLConfig", "TaskPolicy", "task_batch", "policy_gradient_loss",
+    "AdaptationResult", "evaluate_adaptation", "held_out_tasks", "tune_inner_lr", "TEST_SEED", "INNER_LRS",
+    "MetaTrainResult", "meta_train",
+]
 
 log = logging.getLogger(__name__)
 
@@ -491,9 +500,8 @@ class AdaptationResult:
     episodes: int
     eval_episodes: int
 
-    def estimate(self, k: int, seed: int = 0):
+    def estimate(self, k: int, seed: int = 0) -> Estimate:
         """Mean over tasks of the return after ``k`` steps, with a 95% bootstrap CI."""
-        from .stats import bootstrap_ci
         return bootstrap_ci(self.returns[k], seed=seed)
 
     def to_dict(self) -> dict:
@@ -512,8 +520,6 @@ def evaluate_adaptation(model: nn.Module, tasks, steps=(0, 1), episodes: int = 1
     moved). Every adapted policy is then scored on ``eval_episodes`` fresh episodes per task
     (seed ``seed + 1``). ``model`` is not modified. Defined in chapter 3 (``03_maml``).
     """
-    from .rollout import collect
-
     tasks = list(tasks)
     steps = sorted(set(int(k) for k in steps))
     if not steps or steps[0] < 0:
@@ -521,14 +527,15 @@ def evaluate_adaptation(model: nn.Module, tasks, steps=(0, 1), episodes: int = 1
     n = len(tasks)
     maml = MetaMAML(model, inner_lr=inner_lr, first_order=True)
     loss_fn = policy_gradient_loss(model, clip)
-    support = task_batch(model, collect(model, tasks, episodes, seed=seed), n, gamma)
+    support = task_batch(model, rollout.collect(model, tasks, episodes, seed=seed), n, gamma)
     params = {k: v.detach().expand(n, *v.shape) for k, v in maml.params().items()}
     returns, done = {}, 0
     for k in steps:
         if k > done:
             params = {name: v.detach() for name, v in maml.adapt(loss_fn, support, steps=k - done, params=params).items()}
             done = k
-        traj = collect(TaskPolicy(model, params, eval_episodes), tasks, eval_episodes, seed=seed + 1, greedy=greedy)
+        traj = rollout.collect(TaskPolicy(model, params, eval_episodes), tasks, eval_episodes, seed=seed + 1,
+                               greedy=greedy)
         returns[k] = traj.returns.reshape(n, eval_episodes).mean(dim=1).double().numpy()
     return AdaptationResult(steps, returns, episodes, eval_episodes)
 
@@ -574,13 +581,6 @@ def meta_train(model: nn.Module, config: MetaRLConfig | None = None, checkpoint:
     much wall time has passed (``stopped_early`` then says so; resuming continues the run).
     Defined in chapter 3 (``03_maml``).
     """
-    from .checkpoint import load_checkpoint, save_checkpoint
-    from .rollout import collect
-    from .tasks import get_family
-    from tqdm.auto import tqdm
-    import os
-    import time
-
     cfg = config or MetaRLConfig()
     family = get_family(cfg.family)
     validation_tasks = list(family.validation)
@@ -639,15 +639,15 @@ def meta_train(model: nn.Module, config: MetaRLConfig | None = None, checkpoint:
     for epoch in bar:
         tasks = family.sample(n, seed=_seed(cfg.seed, epoch, 1), split="train")
         if cfg.mode == "multitask":
-            support = collect(model, tasks, 2 * cfg.episodes, seed=_seed(cfg.seed, epoch, 2))
+            support = rollout.collect(model, tasks, 2 * cfg.episodes, seed=_seed(cfg.seed, epoch, 2))
             batch = task_batch(model, support, n, cfg.gamma)
             loss = maml.task_losses(loss_fn, _expand(maml.params(), n), batch).mean()
             query = support
         else:
-            support = collect(model, tasks, cfg.episodes, seed=_seed(cfg.seed, epoch, 2))
+            support = rollout.collect(model, tasks, cfg.episodes, seed=_seed(cfg.seed, epoch, 2))
             adapted = maml.adapt(loss_fn, task_batch(model, support, n, cfg.gamma))
             policy = TaskPolicy(model, adapted, cfg.episodes)
-            query = collect(policy, tasks, cfg.episodes, seed=_seed(cfg.seed, epoch, 3))
+            query = rollout.collect(policy, tasks, cfg.episodes, seed=_seed(cfg.seed, epoch, 3))
             loss = maml.task_losses(loss_fn, adapted, task_batch(policy, query, n, cfg.gamma)).mean()
         step = maml.step(loss)
         env_steps += support.num_steps + (query.num_steps if query is not support else 0)

@@ -168,7 +168,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     train = sub.add_parser("train", help="meta-train a policy (MAML) or its baselines; writes OUT.pth and OUT.json",
                            description="Meta-train with MAML on a task family (chapter 3). The model card's flags "
-                                       "are accepted; --mode picks the training method.")
+                                       "are accepted. The card's '--mode hybrid' names a test-time adaptation mode "
+                                       "(chapter 4); here --mode picks the training method.")
     train.add_argument("--family", default="goal", help="task family (goal, flip, physics, standard, '+'-combinations) "
                                                          "or 'sine' for sine regression (default: goal)")
     train.add_argument("--mode", default="maml", choices=("maml", "fomaml", "multitask"),
@@ -176,7 +177,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--epochs", type=int, default=300, help="outer updates (default: 300)")
     train.add_argument("--tasks_per_epoch", type=int, default=20, help="tasks per outer update (default: 20)")
     train.add_argument("--state_dim", type=int, default=32, help="SSM state size (default: 32)")
-    train.add_argument("--hidden_dim", type=int, default=64, help="SSM MLP width (default: 64; sine: 40)")
+    train.add_argument("--hidden_dim", type=int, default=64, help="SSM MLP width, or the sine MLP's (default: 64; the sine models use 40)")
     train.add_argument("--inner_lr", type=float, default=0.01, help="inner (adaptation) step size (default: 0.01)")
     train.add_argument("--outer_lr", type=float, default=0.001, help="Adam's outer step size (default: 0.001)")
     train.add_argument("--adaptation_steps", type=int, default=1, help="inner gradient steps (default: 1)")

@@ -248,9 +248,27 @@ class ValueNet(nn.Module):
 # Training loops
 # ----------------------------------------------------------------------------------------------
 
+def _validate_config(cfg) -> None:
+    """Reject settings that would silently train nothing or diverge, naming the field."""
+    for name in ("episodes_per_iter", "max_iters", "eval_episodes", "epochs", "critic_steps"):
+        value = getattr(cfg, name, 1)
+        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            raise ValueError(f"{type(cfg).__name__}.{name} must be a positive int, got {value!r}")
+    for name in ("lr", "critic_lr", "max_seconds", "clip"):
+        value = getattr(cfg, name, 1.0)
+        if not value > 0:
+            raise ValueError(f"{type(cfg).__name__}.{name} must be positive, got {value!r}")
+    for name in ("gamma", "gae_lambda"):
+        value = getattr(cfg, name, 0.5)
+        if not 0.0 <= value <= 1.0:
+            raise ValueError(f"{type(cfg).__name__}.{name} must be in [0, 1], got {value!r}")
+    if getattr(cfg, "baseline", "batch") not in ("batch", "learned", "none"):
+        raise ValueError(f"unknown baseline {cfg.baseline!r}; valid choices: 'batch', 'learned', 'none'")
+
+
 @dataclass
 class ReinforceConfig:
-    """REINFORCE with a baseline. Defaults solve CartPole-v1 with the card's SSM in seconds."""
+    """REINFORCE with a baseline. Defaults solve CartPole-v1 with the card's SSM in seconds (chapter 2)."""
 
     episodes_per_iter: int = 16  # episodes collected per update (spread over the training tasks)
     gamma: float = 0.99  # discount of the return-to-go
@@ -267,10 +285,13 @@ class ReinforceConfig:
     eval_episodes: int = 100  # episodes of the greedy check (vector sim first, then real Gymnasium)
     eval_trigger: float = 450.0  # run the check only when the batch's sampled mean return reaches this
 
+    def __post_init__(self):
+        _validate_config(self)
+
 
 @dataclass
 class PPOConfig:
-    """PPO-clip with GAE and a separate critic (:class:`ValueNet`)."""
+    """PPO-clip with GAE and a separate critic (:class:`ValueNet`). Defined in chapter 2."""
 
     episodes_per_iter: int = 8  # episodes collected per iteration (small batches: more updates per step)
     epochs: int = 2  # clipped policy steps on each batch (each one re-runs the SSM over the batch)
@@ -289,10 +310,13 @@ class PPOConfig:
     eval_episodes: int = 100
     eval_trigger: float = 450.0
 
+    def __post_init__(self):
+        _validate_config(self)
+
 
 @dataclass
 class TrainResult:
-    """What a training run did: per-iteration history, the update guard's counts and the solve check."""
+    """What a training run did: per-iteration history, the update guard's counts and the solve check (chapter 2)."""
 
     algorithm: str
     config: dict

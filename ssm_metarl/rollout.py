@@ -100,7 +100,10 @@ class LinearPolicy:
 
 
 def initial_hidden(policy: Callable, batch_size: int, init_hidden=None) -> torch.Tensor:
-    """The start state for ``batch_size`` episodes: ``init_hidden`` (tensor or callable) or ``policy.init_hidden``."""
+    """The start state for ``batch_size`` episodes: ``init_hidden`` (tensor or callable) or ``policy.init_hidden``.
+
+    Defined in chapter 2 (``02_cartpole_tasks``).
+    """
     if init_hidden is None:
         if not hasattr(policy, "init_hidden"):
             raise ValueError("policy has no init_hidden(batch_size); pass init_hidden= (a tensor or a callable)")
@@ -116,6 +119,7 @@ def select_actions(outputs: torch.Tensor, greedy: bool, generator: torch.Generat
 
     With two actions a Categorical sample is a Bernoulli draw with P(right) = sigmoid(l1 - l0),
     which is cheaper than ``torch.multinomial`` and takes a seeded generator.
+    Defined in chapter 2 (``02_cartpole_tasks``).
     """
     if outputs.dim() != 2 or outputs.shape[1] < N_ACTIONS:
         raise ValueError(f"policy outputs must have shape (N, >={N_ACTIONS}), got {tuple(outputs.shape)}")
@@ -189,7 +193,10 @@ def collect(policy: Callable, tasks: Sequence[CartPoleTask], episodes_per_task: 
 
 @dataclass
 class EvalResult:
-    """Returns of an evaluation: one per episode (task-major), their mean and 95% bootstrap CI."""
+    """Returns of an evaluation: one per episode (task-major), their mean and 95% bootstrap CI.
+
+    Defined in chapter 2 (``02_cartpole_tasks``).
+    """
 
     returns: np.ndarray  # (n_tasks * episodes,)
     ci: Estimate

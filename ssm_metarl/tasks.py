@@ -190,7 +190,10 @@ class TaskDistribution:
 
 
 def get_family(name: str) -> TaskDistribution:
-    """The task family ``name``: one of :data:`FAMILIES` or a '+'-combination such as ``"flip+physics"``."""
+    """The task family ``name``: one of :data:`FAMILIES` or a '+'-combination such as ``"flip+physics"``.
+
+    Defined in chapter 2 (``02_cartpole_tasks``).
+    """
     return TaskDistribution(name)
 
 

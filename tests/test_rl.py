@@ -123,3 +123,8 @@ def test_training_is_reproducible_and_validates_config():
     assert runs[0].history["mean_return"] == runs[1].history["mean_return"]
     with pytest.raises(ValueError, match="valid choices"):
         train_reinforce(StateSpaceModel(32, 4, 4, 64), [CartPoleTask()], ReinforceConfig(baseline="mean"))
+    for bad in ({"lr": 0.0}, {"gamma": 1.5}, {"episodes_per_iter": 0}):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            ReinforceConfig(**bad)
+    with pytest.raises(ValueError, match="clip"):
+        PPOConfig(clip=-0.1)

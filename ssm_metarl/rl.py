@@ -22,8 +22,8 @@ from typing import Callable, Iterable, Sequence
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
+from .progress import progress_bar
 from .rollout import N_ACTIONS, Trajectories, collect, evaluate, initial_hidden
 from .ssm import StateSpaceModel
 from .tasks import CartPoleTask
@@ -384,7 +384,7 @@ def train_reinforce(policy: nn.Module, tasks: Sequence[CartPoleTask], config: Re
     result = TrainResult("reinforce", asdict(cfg), seed)
     start, env_steps = time.perf_counter(), 0
 
-    for it in tqdm(range(cfg.max_iters), disable=not progress, desc="REINFORCE"):
+    for it in progress_bar(range(cfg.max_iters), enabled=progress, desc="REINFORCE"):
         # 1. Play a batch of episodes with the current policy (no gradients).
         ep_tasks, per_task = _episode_tasks(tasks, cfg.episodes_per_iter, it)
         traj = collect(policy, ep_tasks, per_task, seed=seed * 100_003 + it)
@@ -435,7 +435,7 @@ def train_ppo(policy: nn.Module, tasks: Sequence[CartPoleTask], config: PPOConfi
     result = TrainResult("ppo", asdict(cfg), seed)
     start, env_steps = time.perf_counter(), 0
 
-    for it in tqdm(range(cfg.max_iters), disable=not progress, desc="PPO"):
+    for it in progress_bar(range(cfg.max_iters), enabled=progress, desc="PPO"):
         # 1. Play a batch of episodes; collect() keeps the acting policy's log-probabilities.
         ep_tasks, per_task = _episode_tasks(tasks, cfg.episodes_per_iter, it)
         traj = collect(policy, ep_tasks, per_task, seed=seed * 100_003 + it)

@@ -25,10 +25,10 @@ from typing import Any, Callable
 import torch
 from torch import nn
 from torch.func import functional_call, grad, vmap
-from tqdm.auto import tqdm
 
 from . import rl, rollout
 from .checkpoint import load_checkpoint, save_checkpoint
+from .progress import progress_bar
 from .ssm import StateSpaceModel
 from .stats import Estimate, bootstrap_ci
 from .tasks import get_family
@@ -634,8 +634,8 @@ def meta_train(model: nn.Module, config: MetaRLConfig | None = None, checkpoint:
                         extra=extra)
 
     start, stopped_early = time.perf_counter(), False
-    bar = tqdm(range(start_epoch, cfg.epochs), initial=start_epoch, total=cfg.epochs, disable=not progress,
-               desc=f"meta-train {cfg.mode}")
+    bar = progress_bar(range(start_epoch, cfg.epochs), enabled=progress, initial=start_epoch, total=cfg.epochs,
+                       desc=f"meta-train {cfg.mode}")
     for epoch in bar:
         tasks = family.sample(n, seed=_seed(cfg.seed, epoch, 1), split="train")
         if cfg.mode == "multitask":

@@ -13,9 +13,9 @@ from dataclasses import asdict, dataclass
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from .maml import MetaMAML, Params
+from .progress import progress_bar
 
 __all__ = ["SineConfig", "SineTasks", "sine_model", "mse_loss", "train_sine", "sine_errors", "SINE_METHODS", "TEST_SEED", "load_sine_model"]
 
@@ -116,7 +116,7 @@ def train_sine(method: str = "maml", config: SineConfig = SineConfig(), progress
                     inner_steps=config.inner_steps, max_grad_norm=config.max_grad_norm)
     losses = []
     start = time.perf_counter()
-    for _ in tqdm(range(config.iterations), desc=f"sine {method}", disable=not progress):
+    for _ in progress_bar(range(config.iterations), enabled=progress, desc=f"sine {method}"):
         amplitude, phase = tasks.sample(config.meta_batch)
         x, y = tasks.points(amplitude, phase, 2 * config.k_shot)
         support = (x[:, :config.k_shot], y[:, :config.k_shot])

@@ -9,13 +9,6 @@ import torch
 from ssm_metarl import StateSpaceModel, artifact_path, load_checkpoint
 from ssm_metarl.cli import build_parser, main
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Small tensors on shared cores: a second thread costs more in synchronisation than it saves."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 CARD_FLAGS = ["--epochs", "3", "--tasks_per_epoch", "2", "--state_dim", "8", "--hidden_dim", "16",

@@ -12,13 +12,6 @@ from ssm_metarl.maml import MetaMAML, unroll
 from ssm_metarl.sine import SineConfig, SineTasks, mse_loss, sine_errors, sine_model, train_sine
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Small tensors on shared cores: a second thread costs more in synchronisation than it saves."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _tiny_mlp():

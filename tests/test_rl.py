@@ -11,14 +11,6 @@ from ssm_metarl.rl import (PPOConfig, ReinforceConfig, UpdateGuard, _ssm_outputs
 from ssm_metarl.tasks import CartPoleTask
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """Tiny networks: on a loaded 2-core machine a second intra-op thread makes each small
-    matmul wait milliseconds for a CPU (chapter 2 measures it). Restored after this module."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 REWARDS = torch.tensor([[1.0, 1.0, 1.0, 0.0], [2.0, 0.0, 0.0, 0.0]])

@@ -15,14 +15,6 @@ EQUIVALENCE_TASKS = [CartPoleTask(), CartPoleTask(flip=True), get_family("physic
                      get_family("flip+goal+physics").train[1]]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """Tiny networks: on a loaded 2-core machine a second intra-op thread makes each small
-    matmul wait milliseconds for a CPU (chapter 2 measures it). Restored after this module."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def _gymnasium_reference(task: CartPoleTask, state: np.ndarray) -> CartPoleEnv:

@@ -124,14 +124,6 @@ def _run_random_inputs(model: StateSpaceModel, steps: int, seed: int) -> torch.T
     return torch.stack(states).abs().max()  # max propagates NaN, so a blow-up is never missed
 
 
-@pytest.fixture
-def one_thread():
-    """Run a loop of tiny steps on one thread: with other jobs on the cores, a second thread's
-    synchronisation makes each small op ~10x slower. The setting is restored afterwards."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.mark.parametrize("seed", [0, 1])

@@ -14,14 +14,6 @@ ALL_FAMILIES = ["standard", "flip", "goal", "physics", "flip+physics", "flip+goa
                 "flip+goal+physics"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """Tiny networks: on a loaded 2-core machine a second intra-op thread makes each small
-    matmul wait milliseconds for a CPU (chapter 2 measures it). Restored after this module."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def test_default_task_is_cartpole_v1():

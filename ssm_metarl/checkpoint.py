@@ -6,6 +6,7 @@ loading a file can never run code. Taught in chapter 1 (``01_state_space_models`
 """
 from __future__ import annotations
 
+import json
 import os
 import pickle
 import pickletools
@@ -56,7 +57,6 @@ def save_checkpoint(
     path = Path(path)
     _check_plain(dict(config), "config")
     _check_plain(dict(extra or {}), "extra")
-    path.parent.mkdir(parents=True, exist_ok=True)
     payload = {
         "format": FORMAT,
         "version": VERSION,
@@ -65,10 +65,22 @@ def save_checkpoint(
         "state_dict": {k: v.detach().cpu().clone() for k, v in state_dict.items()},
         "extra": dict(extra or {}),
     }
+    return _atomic_write(path, lambda f: torch.save(payload, f))
+
+
+def save_json(path: str | os.PathLike, data: Mapping[str, Any]) -> Path:
+    """Write ``data`` as an indented JSON file atomically, like a checkpoint (a model's ``.json`` card)."""
+    text = json.dumps(data, indent=1) + "\n"
+    return _atomic_write(Path(path), lambda f: f.write(text.encode()))
+
+
+def _atomic_write(path: Path, write) -> Path:
+    """Call ``write(file)`` on a temporary file beside ``path``, then move it over ``path`` in one step."""
+    path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
-            torch.save(payload, f)
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         # mkstemp creates the file readable by its owner only; give it the usual permissions.

@@ -24,38 +24,19 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
-def _write_json(path, data: dict) -> None:
-    """Write ``data`` as JSON atomically (temporary file, then ``os.replace``), like every checkpoint."""
-    import os
-    import tempfile
-    from pathlib import Path
-
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=1)
-            f.write("\n")
-        os.chmod(tmp, 0o644)  # a card is for reading; mkstemp creates files private to their owner
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def cmd_train(args: argparse.Namespace) -> int:
     """Meta-train (or multi-task train) a policy and write ``OUT.pth`` and its card ``OUT.json``.
 
     Taught in chapter 3 (``03_maml``); every shipped model's command is in its card.
     """
-    import os
     import platform
     import shlex
     import time
     from pathlib import Path
 
     import torch
+
+    from .checkpoint import save_json
 
     if args.threads is not None:
         torch.set_num_threads(args.threads)  # only when asked: small models often run faster on one thread
@@ -75,7 +56,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     else:
         card.update(_train_rl(args, out))
     card["wall_seconds"] = time.perf_counter() - start
-    _write_json(out.with_suffix(".json"), card)
+    save_json(out.with_suffix(".json"), card)
     print(f"wrote {out} and {out.with_suffix('.json')} in {card['wall_seconds']:.0f} s")
     return 0
 

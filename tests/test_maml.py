@@ -5,7 +5,6 @@ import math
 import pytest
 import torch
 from torch import nn
-from torch.func import functional_call
 
 from ssm_metarl import StateSpaceModel
 from ssm_metarl.maml import MetaMAML, unroll
@@ -208,7 +207,7 @@ def test_sine_maml_improves_post_update_error_over_a_short_run():
 # The fast (batched-matmul) SSM path and MAML-RL
 # ---------------------------------------------------------------------------------------------
 from ssm_metarl.maml import (MetaRLConfig, TaskPolicy, evaluate_adaptation, meta_train, policy_gradient_loss,
-                             ssm_outputs, ssm_step, task_batch)
+                             ssm_outputs, ssm_step)
 from ssm_metarl.rollout import collect
 from ssm_metarl.tasks import CartPoleTask
 

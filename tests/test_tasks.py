@@ -4,7 +4,6 @@ import warnings
 import gymnasium as gym
 import numpy as np
 import pytest
-import torch
 from gymnasium.utils.env_checker import check_env
 
 from ssm_metarl.tasks import (ENV_ID, FAMILIES, PHYSICS_RANGES, CartPoleTask, get_family, make_env,

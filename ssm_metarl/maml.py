@@ -271,10 +271,6 @@ class MetaMAML:
         self.updates += 1
         return MetaStep(loss, norm, True)
 
-    def meta_step(self, loss_fn: LossFn, support: Any, query: Any) -> MetaStep:
-        """One full supervised MAML iteration: adapt on ``support``, evaluate on ``query``, update."""
-        return self.step(self.meta_loss(loss_fn, support, query))
-
     def state_dict(self) -> dict:
         """The optimiser state and counters, for resuming (the weights live in the model)."""
         return {"optimizer": self.optimizer.state_dict(), "updates": self.updates,

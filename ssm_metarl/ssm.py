@@ -17,10 +17,11 @@ from torch import nn
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 
 __all__ = ["SSMConfig", "StateSpaceModel", "discretize", "parallel_scan", "DiagonalSSMConfig", "DiagonalSSM",
-           "DISCRETIZATIONS", "MODES"]
+           "DISCRETIZATIONS", "MODES", "SCAN_CHUNK"]
 
 DISCRETIZATIONS = ("zoh", "bilinear")  #: valid ``method`` values of :func:`discretize`
 MODES = ("recurrence", "scan", "fft")  #: the three ways :class:`DiagonalSSM` computes its output
+SCAN_CHUNK = 64  #: default chunk length of :class:`DiagonalSSM`'s ``"scan"`` mode (1 = the plain scan)
 
 
 @dataclass(frozen=True)
@@ -237,8 +238,9 @@ class DiagonalSSM(nn.Module):
 
     ``forward(u, mode)`` maps (B, L, H) to (B, L, H) in one of three ways that give the
     same output: ``"recurrence"`` (step by step, as when acting), ``"fft"`` (a causal
-    convolution with the impulse-response kernel, for training) and ``"scan"`` (the
-    log-depth :func:`parallel_scan`). Taught in chapter 1 (``01_state_space_models``).
+    convolution with the impulse-response kernel, for training) and ``"scan"`` (a
+    log-depth :func:`parallel_scan` across chunks of time, see :meth:`chunked_scan`).
+    Taught in chapter 1 (``01_state_space_models``).
     """
 
     def __init__(self, channels: int = 32, state_dim: int = 16, *, complex_state: bool = True,
@@ -281,13 +283,18 @@ class DiagonalSSM(nn.Module):
         r"""The impulse response :math:`K_l = \mathrm{Re}\sum_n C_n \bar A_n^l \bar B_n`, shape (length, H).
 
         It excludes the ``D u`` feed-through. With a diagonal ``A`` the powers are elementwise,
-        so the whole kernel is one (H, N, L) Vandermonde product.
+        so the kernel is a Vandermonde product. We never build the (H, N, L) table of powers:
+        writing :math:`l = aT + b` with :math:`T \approx \sqrt L`,
+        :math:`K_{aT+b} = \mathrm{Re}\sum_n (C_n \bar B_n \bar A_n^{aT})\,\bar A_n^{b}`, one
+        (L/T, N) @ (N, T) matrix product per channel from two small tables of powers.
         """
-        A_bar, B_bar, C = self.discrete()
-        l = torch.arange(length, device=A_bar.device, dtype=A_bar.real.dtype)
-        # A_bar**l via exp(l log A_bar), in complex so a negative real A_bar is fine too
-        powers = torch.exp(torch.log(A_bar.to(torch.promote_types(A_bar.dtype, torch.complex64)))[..., None] * l)
-        return torch.einsum("hn,hnl->lh", (C * B_bar).to(powers.dtype), powers).real
+        A_bar, B_bar, C = _as_complex(*self.discrete())
+        block = math.isqrt(length - 1) + 1  # T >= sqrt(L), so L/T <= T
+        blocks = -(-length // block)
+        coarse = (C * B_bar)[..., None] * _powers(A_bar, torch.arange(blocks) * block)  # (H, N, L/T)
+        fine = _powers(A_bar, torch.arange(block))  # (H, N, T)
+        K = (coarse.transpose(1, 2) @ fine).real  # (H, L/T, T): row a, column b holds K_{aT+b}
+        return K.flatten(1)[:, :length].T
 
     def init_state(self, batch_size: int = 1) -> torch.Tensor:
         """The zero state, shape (batch_size, H, N), complex if the layer is."""
@@ -313,25 +320,100 @@ class DiagonalSSM(nn.Module):
         """y = Re(C x) + D u, for one step (B, H, N) or a sequence (B, L, H, N) of states."""
         return (C * x).sum(-1).real + self.D * u
 
-    def forward(self, u: torch.Tensor, mode: str = "fft") -> torch.Tensor:
-        """Map inputs ``u`` (B, L, H) to outputs (B, L, H), from the zero state, by ``mode``."""
+    def forward(self, u: torch.Tensor, mode: str = "fft", chunk: int = SCAN_CHUNK) -> torch.Tensor:
+        """Map inputs ``u`` (B, L, H) to outputs (B, L, H), from the zero state, by ``mode``.
+
+        ``chunk`` is the chunk length of the ``"scan"`` mode (see :meth:`chunked_scan`).
+        """
         H = self.config.channels
         if u.dim() != 3 or u.shape[-1] != H or u.shape[1] == 0:
             raise ValueError(f"u must have shape (B, L, {H}) with L >= 1, got {tuple(u.shape)}")
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+        if isinstance(chunk, bool) or not isinstance(chunk, numbers.Integral) or chunk <= 0:
+            raise ValueError(f"chunk must be a positive int, got {chunk!r}")
         if mode == "fft":
             length = u.shape[1]
             n = 2 * length  # zero-padding makes the FFT's circular convolution a causal, linear one
-            U = torch.fft.rfft(u, n=n, dim=1)
-            K = torch.fft.rfft(self.kernel(length), n=n, dim=0)
-            return torch.fft.irfft(U * K, n=n, dim=1)[:, :length] + self.D * u
-        A_bar, B_bar, C = self.discrete()
+            # (B, H, L) contiguous: each channel's sequence is one contiguous row for the FFT
+            U = torch.fft.rfft(u.transpose(1, 2).contiguous(), n=n)
+            K = torch.fft.rfft(self.kernel(length).T, n=n)
+            return torch.fft.irfft(U * K, n=n)[..., :length].transpose(1, 2) + self.D * u
         if mode == "scan":
-            states = parallel_scan(A_bar, B_bar * u[..., None])  # (B, L, H, N)
-            return self._readout(states, u, C)
+            return self.chunked_scan(u, int(chunk))
+        A_bar, B_bar, C = self.discrete()
         state, outputs = self.init_state(u.shape[0]), []
         for u_t in u.unbind(dim=1):  # unbind, not u[:, t]: indexing in a loop makes backward O(L^2)
             y_t, state = self._step(u_t, state, A_bar, B_bar, C)
             outputs.append(y_t)
         return torch.stack(outputs, dim=1)
+
+    def chunked_scan(self, u: torch.Tensor, chunk: int = SCAN_CHUNK) -> torch.Tensor:
+        r"""The ``"scan"`` mode: :func:`parallel_scan` across chunks, matrix products within them.
+
+        Cut time into :math:`M` chunks of :math:`T` = ``chunk`` steps. Inside a chunk that
+        starts from state :math:`x^{\rm in}`, step :math:`s` has state
+        :math:`\bar A^{s+1} x^{\rm in} + \sum_{r \le s} \bar A^{s-r} \bar B u_r`, so
+
+        - its output is :math:`\sum_{r \le s} K_{s-r} u_r` (a T x T lower-triangular
+          Toeplitz matrix of kernel taps, applied to the chunk's inputs) plus
+          :math:`\mathrm{Re}(C \bar A^{s+1} x^{\rm in})`;
+        - its end state is :math:`\bar A^T x^{\rm in} + \sum_r \bar A^{T-1-r} \bar B u_r`:
+          a recurrence from chunk to chunk with multiplier :math:`\bar A^T`, which
+          :func:`parallel_scan` solves in :math:`\log_2 M` levels.
+
+        Only one state per chunk is stored, not one per step; the rest is matrix products.
+        This is the chunkwise algorithm of Mamba-2 (Dao and Gu 2024). ``chunk=1`` is the plain
+        scan over every step's state. Taught in chapter 1 (``01_state_space_models``).
+        """
+        A_bar, B_bar, C = _as_complex(*self.discrete())
+        batch, length, H = u.shape
+        chunks = -(-length // chunk)
+        if chunks * chunk != length:  # zeros appended at the end change no earlier output
+            u = torch.cat([u, u.new_zeros(batch, chunks * chunk - length, H)], dim=1)
+        # (H, B*M, T): one row per (sequence, chunk), contiguous for the batched matrix products
+        rows = u.reshape(batch, chunks, chunk, H).permute(3, 0, 1, 2).reshape(H, batch * chunks, chunk)
+        powers = _powers(A_bar, torch.arange(chunk + 1, device=u.device))  # A_bar^0 ... A_bar^T, (H, N, T+1)
+
+        taps = ((C * B_bar)[..., None] * powers[..., :chunk]).sum(1).real  # K_0 ... K_{T-1}, (H, T)
+        steps = torch.arange(chunk, device=u.device)
+        lag = steps[None, :] - steps[:, None]  # [r, s] -> s - r
+        toeplitz = taps[:, lag.clamp(min=0)] * (lag >= 0)  # (H, T, T), zero where r > s
+        within = rows @ toeplitz  # (H, B*M, T)
+
+        into_end = B_bar[..., None] * powers[..., :chunk].flip(-1)  # A_bar^{T-1-r} B_bar, (H, N, T)
+        ends = _real_times_complex(rows, into_end.mT)  # (H, B*M, N)
+        ends = parallel_scan(powers[..., chunk], ends.reshape(H, batch, chunks, -1).permute(1, 2, 0, 3))
+        starts = torch.cat([torch.zeros_like(ends[:, :1]), ends[:, :-1]], dim=1)  # (B, M, H, N)
+
+        from_start = C[..., None] * powers[..., 1:]  # C A_bar^{s+1}, (H, N, T)
+        carried = _real_part_of_product(starts.permute(2, 0, 1, 3).reshape(H, batch * chunks, -1), from_start)
+        y = (within + carried).reshape(H, batch, chunks * chunk).permute(1, 2, 0)[:, :length]
+        return y + self.D * u[:, :length]
+
+
+def _as_complex(*tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """Real tensors promoted to complex (at least complex64), so one code path serves both."""
+    return tuple(t.to(torch.promote_types(t.dtype, torch.complex64)) for t in tensors)
+
+
+# The two products below run as one real matrix product on interleaved (real, imaginary) pairs,
+# rather than promoting the big real operand to complex (twice the memory) or multiplying strided
+# .real/.imag views (which batched matmul and its backward copy one batch entry at a time).
+def _real_times_complex(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """``x @ w`` for real ``x`` (..., R, K) and complex ``w`` (..., K, M): complex (..., R, M)."""
+    pairs = torch.view_as_real(w).reshape(*w.shape[:-1], -1)  # (..., K, 2M): re, im interleaved
+    return torch.view_as_complex((x @ pairs).reshape(*x.shape[:-1], -1, 2))
+
+
+def _real_part_of_product(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """``Re(x @ w)`` for complex ``x`` (..., R, K) and ``w`` (..., K, M): real (..., R, M)."""
+    # Re(x w) = x_re w_re - x_im w_im, as one product of width 2K
+    rows = torch.stack([w.real, -w.imag], dim=-2).reshape(*w.shape[:-2], -1, w.shape[-1])  # (..., 2K, M)
+    return torch.view_as_real(x).reshape(*x.shape[:-1], -1) @ rows
+
+
+def _powers(A_bar: torch.Tensor, exponents: torch.Tensor) -> torch.Tensor:
+    """``A_bar`` (H, N), complex, raised to each integer exponent (K,): shape (H, N, K)."""
+    # exp(k log A_bar) rather than repeated products: every power costs the same and is as accurate
+    return torch.exp(torch.log(A_bar)[..., None] * exponents.to(A_bar.device, A_bar.real.dtype))

@@ -266,6 +266,37 @@ def test_the_three_modes_give_the_same_gradients():
     assert torch.allclose(grads["fft"], grads["recurrence"], atol=1e-9)
 
 
+@pytest.mark.parametrize("chunk", [1, 2, 7, 64, 512])
+@pytest.mark.parametrize("length", [1, 63, 64, 65, 300])
+def test_chunked_scan_equals_the_recurrence_for_any_chunk_length(length, chunk):
+    # chunk=1 is the plain scan; chunk > length is one chunk; 65 and 300 leave a partial last chunk
+    model = DiagonalSSM(3, 4, method="bilinear", seed=6).double()
+    u = torch.randn(2, length, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(length))
+    assert torch.allclose(model(u, mode="scan", chunk=chunk), model(u, mode="recurrence"), atol=1e-10)
+
+
+@pytest.mark.parametrize("chunk", [1, 8])
+def test_chunked_scan_gradients_reach_the_input_and_every_parameter(chunk):
+    model = DiagonalSSM(3, 2, seed=7).double()
+    grads = {}
+    for mode in ("recurrence", "scan"):
+        u = torch.randn(2, 30, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(1)).requires_grad_()
+        model.zero_grad()
+        model(u, mode=mode, chunk=chunk).sin().sum().backward()
+        grads[mode] = torch.cat([u.grad.flatten()] + [p.grad.flatten() for p in model.parameters()])
+    assert torch.allclose(grads["scan"], grads["recurrence"], atol=1e-9)
+
+
+@pytest.mark.parametrize("length", [1, 2, 3, 17, 100, 2048])
+def test_blocked_kernel_equals_the_full_vandermonde_product(length):
+    model = DiagonalSSM(4, 6, seed=1).double()
+    A_bar, B_bar, C = model.discrete()
+    powers = A_bar[..., None] ** torch.arange(length, dtype=torch.float64)  # (H, N, L), built in full
+    expected = torch.einsum("hn,hnl->lh", C * B_bar, powers).real
+    assert model.kernel(length).shape == (length, 4)
+    assert torch.allclose(model.kernel(length), expected, atol=1e-10)
+
+
 @pytest.mark.parametrize("length", [1, 2, 5])
 def test_short_and_odd_lengths(length):
     model = DiagonalSSM(3, 2).double()
@@ -328,6 +359,8 @@ def test_same_seed_same_weights():
     (lambda m: m(torch.randn(10, 4)), r"u must have shape \(B, L, 4\)"),
     (lambda m: m(torch.randn(2, 0, 4)), r"with L >= 1"),
     (lambda m: m(torch.randn(2, 10, 4), mode="loop"), r"mode must be one of \('recurrence', 'scan', 'fft'\)"),
+    (lambda m: m(torch.randn(2, 10, 4), mode="scan", chunk=0), "chunk must be a positive int, got 0"),
+    (lambda m: m(torch.randn(2, 10, 4), mode="scan", chunk=2.5), "chunk must be a positive int, got 2.5"),
     (lambda m: m.step(torch.randn(2, 3), m.init_state(2)), r"u_t must have shape \(B, 4\)"),
     (lambda m: m.step(torch.randn(2, 4), m.init_state(3)), r"state must have shape \(2, 4, 3\)"),
     (lambda m: m.init_state(-1), "batch_size must be a positive int"),

@@ -105,6 +105,14 @@ def test_chapter_finds_artifacts_through_the_helper(md):
     assert not re.search(r"['\"](\.\./)?models/", text), f"{md.name}: use ssm_metarl.artifact_path, not a relative path"
 
 
+@pytest.mark.parametrize("md", CHAPTERS, ids=lambda p: p.stem)
+def test_glued_figures_are_closed_so_the_page_shows_them_once(md):
+    # An open figure is also drawn under its cell by the inline backend: it would appear twice.
+    for cell in jupytext.read(md).cells:
+        for figure in re.findall(r'glue\("fig_\w+", (\w+)', cell.source):
+            assert f"plt.close({figure})" in cell.source, f"{md.name}: glued figure {figure!r} is not closed"
+
+
 def _mini_book(tmp_path: Path, code: str, prose: str) -> Path:
     """A one-page book with the project's own execution, parsing and Sphinx settings."""
     config = {key: CONFIG[key] for key in ("execute", "parse")}

@@ -320,18 +320,21 @@ class DiagonalSSM(nn.Module):
         """y = Re(C x) + D u, for one step (B, H, N) or a sequence (B, L, H, N) of states."""
         return (C * x).sum(-1).real + self.D * u
 
+    def _check_sequence(self, u: torch.Tensor) -> None:
+        H = self.config.channels
+        if u.dim() != 3 or u.shape[-1] != H or u.shape[1] == 0:
+            raise ValueError(f"u must have shape (B, L, {H}) with L >= 1, got {tuple(u.shape)}")
+
     def forward(self, u: torch.Tensor, mode: str = "fft", chunk: int = SCAN_CHUNK) -> torch.Tensor:
         """Map inputs ``u`` (B, L, H) to outputs (B, L, H), from the zero state, by ``mode``.
 
         ``chunk`` is the chunk length of the ``"scan"`` mode (see :meth:`chunked_scan`).
         """
-        H = self.config.channels
-        if u.dim() != 3 or u.shape[-1] != H or u.shape[1] == 0:
-            raise ValueError(f"u must have shape (B, L, {H}) with L >= 1, got {tuple(u.shape)}")
+        self._check_sequence(u)
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-        if isinstance(chunk, bool) or not isinstance(chunk, numbers.Integral) or chunk <= 0:
-            raise ValueError(f"chunk must be a positive int, got {chunk!r}")
+        if mode == "scan":
+            return self.chunked_scan(u, chunk)
         if mode == "fft":
             length = u.shape[1]
             n = 2 * length  # zero-padding makes the FFT's circular convolution a causal, linear one
@@ -339,8 +342,6 @@ class DiagonalSSM(nn.Module):
             U = torch.fft.rfft(u.transpose(1, 2).contiguous(), n=n)
             K = torch.fft.rfft(self.kernel(length).T, n=n)
             return torch.fft.irfft(U * K, n=n)[..., :length].transpose(1, 2) + self.D * u
-        if mode == "scan":
-            return self.chunked_scan(u, int(chunk))
         A_bar, B_bar, C = self.discrete()
         state, outputs = self.init_state(u.shape[0]), []
         for u_t in u.unbind(dim=1):  # unbind, not u[:, t]: indexing in a loop makes backward O(L^2)
@@ -366,8 +367,12 @@ class DiagonalSSM(nn.Module):
         This is the chunkwise algorithm of Mamba-2 (Dao and Gu 2024). ``chunk=1`` is the plain
         scan over every step's state. Taught in chapter 1 (``01_state_space_models``).
         """
+        self._check_sequence(u)
+        if isinstance(chunk, bool) or not isinstance(chunk, numbers.Integral) or chunk <= 0:
+            raise ValueError(f"chunk must be a positive int, got {chunk!r}")
         A_bar, B_bar, C = _as_complex(*self.discrete())
         batch, length, H = u.shape
+        chunk = min(int(chunk), length)  # one chunk at most: a longer one would only add zeros
         chunks = -(-length // chunk)
         if chunks * chunk != length:  # zeros appended at the end change no earlier output
             u = torch.cat([u, u.new_zeros(batch, chunks * chunk - length, H)], dim=1)

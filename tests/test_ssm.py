@@ -361,6 +361,7 @@ def test_same_seed_same_weights():
     (lambda m: m(torch.randn(2, 10, 4), mode="loop"), r"mode must be one of \('recurrence', 'scan', 'fft'\)"),
     (lambda m: m(torch.randn(2, 10, 4), mode="scan", chunk=0), "chunk must be a positive int, got 0"),
     (lambda m: m(torch.randn(2, 10, 4), mode="scan", chunk=2.5), "chunk must be a positive int, got 2.5"),
+    (lambda m: m.chunked_scan(torch.randn(2, 10, 5)), r"u must have shape \(B, L, 4\)"),
     (lambda m: m.step(torch.randn(2, 3), m.init_state(2)), r"u_t must have shape \(B, 4\)"),
     (lambda m: m.step(torch.randn(2, 4), m.init_state(3)), r"state must have shape \(2, 4, 3\)"),
     (lambda m: m.init_state(-1), "batch_size must be a positive int"),

@@ -13,7 +13,9 @@ from typing import Callable
 
 import torch
 
-__all__ = ["time_call", "time_interleaved", "available"]
+from .stats import Estimate, bootstrap_ci
+
+__all__ = ["time_call", "time_rounds", "time_interleaved", "speedup", "available"]
 
 
 def time_call(fn: Callable[[], object], repeats: int = 5, warmup: int = 1) -> float:
@@ -38,22 +40,34 @@ def _seeded(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
-def time_interleaved(fns: dict[str, Callable[[], object]], repeats: int = 5, warmup: int = 1) -> dict[str, float]:
-    """Best wall time in seconds of each ``fns[name]()``, timed round-robin.
+def time_rounds(fns: dict[str, Callable[[], object]], rounds: int = 5, warmup: int = 1) -> dict[str, list[float]]:
+    """Wall time in seconds of each ``fns[name]()`` in every round, the variants taking turns.
 
-    The variants take turns (A, B, C, A, B, C, ...), so a burst of load from another process
-    slows all of them rather than one; the minimum over repeats is the least disturbed run.
+    Within a round the variants run one after another (A, B, C, A, B, C, ...), so a burst of
+    load from another process slows all of them rather than one.
     """
     for fn in fns.values():
         for _ in range(warmup):
             fn()
-    best = {name: float("inf") for name in fns}
-    for _ in range(repeats):
+    times = {name: [] for name in fns}
+    for _ in range(rounds):
         for name, fn in fns.items():
             start = time.perf_counter()
             fn()
-            best[name] = min(best[name], time.perf_counter() - start)
-    return best
+            times[name].append(time.perf_counter() - start)
+    return times
+
+
+def time_interleaved(fns: dict[str, Callable[[], object]], repeats: int = 5, warmup: int = 1) -> dict[str, float]:
+    """Best wall time in seconds of each ``fns[name]()`` over ``repeats`` rounds of :func:`time_rounds`:
+    the least disturbed run."""
+    return {name: min(times) for name, times in time_rounds(fns, repeats, warmup).items()}
+
+
+def speedup(times: dict[str, list[float]], baseline: str, name: str) -> Estimate:
+    """How many times faster ``name`` ran than ``baseline``: the mean of the per-round ratios of
+    :func:`time_rounds`, with a 95% bootstrap CI over rounds."""
+    return bootstrap_ci([slow / fast for slow, fast in zip(times[baseline], times[name])])
 
 
 def bench_ssm(args) -> dict:
@@ -71,13 +85,14 @@ def bench_ssm(args) -> dict:
       irfft of the product). ``loop / fft_floor`` bounds the speed-up any FFT mode could reach.
 
     Each configuration runs on one thread and on all of torch's threads: on a machine shared
-    with other jobs, a multi-threaded operation waits for its slowest thread. Reports seconds,
-    speed-ups over the loop, and the largest difference between the modes' outputs.
+    with other jobs, a multi-threaded operation waits for its slowest thread. Reports each
+    variant's best seconds, its speed-up over the loop (mean per-round ratio, 95% bootstrap CI
+    over rounds), and the largest difference between the modes' outputs.
     Chapter 1 (``01_state_space_models``) explains it.
     """
     from .ssm import SCAN_CHUNK, DiagonalSSM
 
-    batch, channels, repeats = 16, 32, 3
+    batch, channels, rounds = 16, 32, 5
     all_threads = torch.get_num_threads()
     rows = []
     try:
@@ -105,20 +120,21 @@ def bench_ssm(args) -> dict:
                                 "fft": lambda: forward_backward("fft"),
                                 "fft_floor": fft_floor}
                     outputs = {name: variants[name]() for name in ("recurrence", "scan", "plain_scan", "fft")}
-                    seconds = time_interleaved(variants, repeats=repeats)
-                    loop = seconds["recurrence"]
+                    times = time_rounds(variants, rounds=rounds)
                     rows.append({
                         "threads": threads, "batch": batch, "channels": channels, "state_dim": state_dim,
                         "length": length, "scan_chunk": SCAN_CHUNK,
-                        "seconds": {name: round(s, 5) for name, s in seconds.items()},
-                        "speedup_over_loop": {name: round(loop / seconds[name], 2)
+                        "best_seconds": {name: round(min(t), 5) for name, t in times.items()},
+                        "speedup_over_loop": {name: str(speedup(times, "recurrence", name))
                                               for name in ("scan", "plain_scan", "fft", "fft_floor")},
                         "max_abs_difference": float(max((y - outputs["recurrence"]).abs().max()
                                                         for y in outputs.values())),
                     })
     finally:
         torch.set_num_threads(all_threads)
-    return {"benchmark": "ssm", "what": f"forward+backward of DiagonalSSM, best of {repeats} interleaved runs",
+    return {"benchmark": "ssm",
+            "what": f"forward+backward of DiagonalSSM, {rounds} interleaved rounds; speed-ups are the mean "
+                    "per-round ratio [95% bootstrap CI]",
             "targets_at_length_2048": "fft >= 100x and scan >= 2x faster than the loop",
             "load_average_1min": _load_average(), "rows": rows}
 

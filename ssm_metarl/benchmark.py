@@ -15,20 +15,7 @@ import torch
 
 from .stats import Estimate, bootstrap_ci
 
-__all__ = ["time_call", "time_rounds", "time_interleaved", "speedup", "available"]
-
-
-def time_call(fn: Callable[[], object], repeats: int = 5, warmup: int = 1) -> float:
-    """Median wall time of ``fn()`` in seconds over ``repeats`` runs, after ``warmup`` runs."""
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    times.sort()
-    return times[len(times) // 2]
+__all__ = ["time_rounds", "time_interleaved", "speedup", "available"]
 
 
 def available() -> list[str]:

@@ -314,11 +314,7 @@ class DiagonalSSM(nn.Module):
 
     def _step(self, u_t, state, A_bar, B_bar, C):
         state = A_bar * state + B_bar * u_t[..., None]
-        return self._readout(state, u_t, C), state
-
-    def _readout(self, x, u, C):
-        """y = Re(C x) + D u, for one step (B, H, N) or a sequence (B, L, H, N) of states."""
-        return (C * x).sum(-1).real + self.D * u
+        return (C * state).sum(-1).real + self.D * u_t, state  # y = Re(C x) + D u
 
     def _check_sequence(self, u: torch.Tensor) -> None:
         H = self.config.channels
@@ -420,5 +416,5 @@ def _real_part_of_product(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
 
 def _powers(A_bar: torch.Tensor, exponents: torch.Tensor) -> torch.Tensor:
     """``A_bar`` (H, N), complex, raised to each integer exponent (K,): shape (H, N, K)."""
-    # exp(k log A_bar) rather than repeated products: every power costs the same and is as accurate
+    # exp(k log A_bar): every power at once, with no chain of products to wait on
     return torch.exp(torch.log(A_bar)[..., None] * exponents.to(A_bar.device, A_bar.real.dtype))

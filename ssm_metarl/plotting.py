@@ -1,9 +1,34 @@
-"""The book's figure style and small plotting helpers."""
+"""The book's figures: one style, CI plots, learning curves, and the CartPole animation.
+
+Used by every chapter from chapter 0 (``00_quick_tour``) on:
+
+- :func:`use_book_style` and :data:`COLORS`: one look and one colour per role everywhere;
+- :func:`errorbar_ci` and :func:`band_ci`: means with their 95% confidence intervals
+  (adaptation curves, chapter 3's sine and hidden-goal figures);
+- :func:`smooth` and :func:`smoothed_curve`: noisy training curves (chapters 2 and 3);
+- :func:`glue_figure`: glue a figure for a ``{glue:figure}`` and close it, so no chapter
+  cell ends with ``plt.close(fig)``;
+- :func:`record_episode` and :func:`animation_html`: one real Gymnasium episode as a
+  readable animation (chapter 2, ``02_cartpole_tasks``).
+
+``IPython``, ``myst_nb`` and ``PIL`` are imported only when a helper that needs them runs.
+"""
 from __future__ import annotations
 
-import matplotlib as mpl
+import base64
+import html
+import io
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
-__all__ = ["use_book_style", "COLORS"]
+import matplotlib as mpl
+import numpy as np
+
+__all__ = [
+    "COLORS", "use_book_style", "errorbar_ci", "band_ci", "smooth", "smoothed_curve", "glue_figure",
+    "Episode", "record_episode", "animation_html",
+]
 
 #: One colour per role, kept the same across chapters (colour-blind safe, Okabe-Ito).
 COLORS = {
@@ -30,3 +55,168 @@ def use_book_style() -> None:
         "font.size": 10,
         "legend.frameon": False,
     })
+
+
+def _bounds(estimates) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Means, lows and highs of a sequence of :class:`~ssm_metarl.stats.Estimate`."""
+    estimates = list(estimates)
+    if not estimates:
+        raise ValueError("need at least one Estimate to plot")
+    mean = np.array([e.mean for e in estimates], dtype=float)
+    low = np.array([e.low for e in estimates], dtype=float)
+    high = np.array([e.high for e in estimates], dtype=float)
+    if np.any(low > mean) or np.any(high < mean):
+        raise ValueError("every Estimate must have low <= mean <= high")
+    return mean, low, high
+
+
+def errorbar_ci(ax, x, estimates, **kwargs):
+    """Plot means with asymmetric 95% CI error bars (one marker per ``x``); return the container.
+
+    ``estimates`` is a sequence of :class:`~ssm_metarl.stats.Estimate`, one per ``x``.
+    Keyword arguments go to ``ax.errorbar`` (defaults: round markers, capped bars).
+    Used for returns after 0, 1, 3, 5 adaptation steps and MSE after 0, 1, 10 steps (chapter 3).
+    """
+    mean, low, high = _bounds(estimates)
+    if len(x) != len(mean):
+        raise ValueError(f"{len(x)} x values but {len(mean)} estimates")
+    kwargs = {"marker": "o", "capsize": 3, **kwargs}
+    return ax.errorbar(np.asarray(x), mean, yerr=np.vstack([mean - low, high - mean]), **kwargs)
+
+
+def band_ci(ax, x, estimates, alpha: float = 0.2, **kwargs):
+    """Plot the mean as a line and its 95% CI as a shaded band; return the line.
+
+    For curves with many points (returns over training, over adaptation episodes).
+    Keyword arguments go to ``ax.plot``; the band takes the line's colour.
+    """
+    mean, low, high = _bounds(estimates)
+    if len(x) != len(mean):
+        raise ValueError(f"{len(x)} x values but {len(mean)} estimates")
+    (line,) = ax.plot(np.asarray(x), mean, **kwargs)
+    ax.fill_between(np.asarray(x), low, high, color=line.get_color(), alpha=alpha, linewidth=0)
+    return line
+
+
+def smooth(values, width: int = 5) -> np.ndarray:
+    """Moving average over ``width`` points ("valid" mode: ``len(values) - width + 1`` points)."""
+    values = np.asarray(values, dtype=float)
+    if width < 1:
+        raise ValueError(f"width must be a positive integer, got {width}")
+    if values.size < width:
+        raise ValueError(f"cannot smooth {values.size} points over a window of {width}")
+    return np.convolve(values, np.ones(width) / width, mode="valid")
+
+
+def smoothed_curve(ax, x, values, width: int = 5, **kwargs):
+    """Plot a moving average of ``values`` against ``x``, each point at the window's last ``x``.
+
+    Used for training curves (mean return per epoch or iteration) in chapters 2 and 3.
+    """
+    x = np.asarray(x)
+    if len(x) != len(values):
+        raise ValueError(f"{len(x)} x values but {len(values)} values")
+    (line,) = ax.plot(x[width - 1:], smooth(values, width), **kwargs)
+    return line
+
+
+def glue_figure(name: str, figure, show: bool = True) -> None:
+    """Glue ``figure`` under ``name`` for a ``{glue:figure}`` directive, then close it.
+
+    With ``show=True`` the figure is also the cell's output, so a reader in Jupyter or
+    Colab sees it under the cell. In the book, tag that cell ``remove-output``: the page
+    then shows the figure once, with its caption, where the ``{glue:figure}`` stands.
+    Closing a matplotlib figure stops the inline backend from drawing it a second time.
+    """
+    from myst_nb import glue
+
+    glue(name, figure, display=show)
+    if isinstance(figure, mpl.figure.Figure):
+        import matplotlib.pyplot as plt
+
+        plt.close(figure)
+
+
+@dataclass
+class Episode:
+    """A recorded episode: the kept frames (RGB arrays), its return and its length."""
+
+    frames: list = field(repr=False)
+    total: float
+    steps: int
+
+
+def record_episode(act: Callable[[np.ndarray], int], task=None, seed: int = 0, every: int = 1,
+                   max_frames: int = 100, band: tuple[int, int] = (120, 340)) -> Episode:
+    """Play one episode of ``task`` in a real Gymnasium environment and keep every ``every``-th frame.
+
+    ``act(observation) -> action`` chooses the actions; a recurrent policy passes a
+    closure that keeps its hidden state. Frames are Gymnasium's own ``rgb_array``
+    render (600 px wide), cropped to the rows ``band`` that hold the cart and pole, and
+    labelled with the step. At most ``max_frames`` are kept; the episode plays to its end.
+    Shown in chapter 2 (``02_cartpole_tasks``).
+    """
+    from .tasks import CartPoleTask, make_env
+
+    if every < 1 or max_frames < 1:
+        raise ValueError(f"every and max_frames must be positive, got {every} and {max_frames}")
+    env = make_env(CartPoleTask() if task is None else task, render_mode="rgb_array")
+    try:
+        obs, _ = env.reset(seed=seed)
+        frames, total, t, done = [], 0.0, 0, False
+        while not done:
+            if t % every == 0 and len(frames) < max_frames:
+                frames.append(_label(env.render()[band[0]:band[1]], f"step {t}"))
+            obs, reward, terminated, truncated, _ = env.step(int(act(obs)))
+            total, t, done = total + float(reward), t + 1, terminated or truncated
+        if len(frames) < max_frames:  # the final state: the fallen pole, or the last step
+            frames.append(_label(env.render()[band[0]:band[1]], f"step {t} (end)"))
+    finally:
+        env.close()
+    return Episode(frames, total, t)
+
+
+def _label(frame: np.ndarray, text: str) -> np.ndarray:
+    """Write ``text`` in the frame's top-left corner, large enough to read."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    image = Image.fromarray(np.ascontiguousarray(frame))
+    try:
+        font = ImageFont.load_default(size=22)
+    except TypeError:  # Pillow < 10.1 has one small bitmap font
+        font = ImageFont.load_default()
+    ImageDraw.Draw(image).text((10, 8), text, fill=(0, 0, 0), font=font)
+    return np.asarray(image)
+
+
+def _gif(frames: Sequence[np.ndarray], duration_ms: int) -> bytes:
+    from PIL import Image
+
+    images = [Image.fromarray(f).convert("P", palette=Image.Palette.ADAPTIVE, colors=32) for f in frames]
+    buffer = io.BytesIO()
+    images[0].save(buffer, format="GIF", save_all=True, append_images=images[1:], duration=duration_ms, loop=0)
+    return buffer.getvalue()
+
+
+def animation_html(episodes: Sequence[Episode], labels: Sequence[str], duration_ms: int = 80,
+                   width: int = 600):
+    """Animated GIFs of ``episodes``, each under its label, as one ``IPython.display.HTML``.
+
+    Each animation is shown ``width`` px wide (600 is the render's own width) and shrinks
+    to the page on a narrow screen. Glue it and paste it with ``{glue:figure}``.
+    """
+    from IPython.display import HTML
+
+    if len(episodes) != len(labels) or not episodes:
+        raise ValueError(f"need one label per episode, got {len(episodes)} episodes and {len(labels)} labels")
+    parts = []
+    for episode, label in zip(episodes, labels):
+        if not episode.frames:
+            raise ValueError(f"episode {label!r} has no frames")
+        data = base64.b64encode(_gif(episode.frames, duration_ms)).decode()
+        parts.append(
+            f'<figure class="cartpole-animation" style="margin:0 0 1em 0;max-width:{width}px">'
+            f'<img src="data:image/gif;base64,{data}" alt="{html.escape(label)}" style="width:100%;height:auto"/>'
+            f'<figcaption style="text-align:center">{html.escape(label)}</figcaption></figure>'
+        )
+    return HTML("<div>" + "".join(parts) + "</div>")

@@ -1,0 +1,111 @@
+"""ssm_metarl.plotting: CI plots, curves, glued figures and the episode animation."""
+from __future__ import annotations
+
+import base64
+import io
+import re
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+import pytest
+from PIL import Image
+
+from ssm_metarl import plotting
+from ssm_metarl.plotting import (Episode, animation_html, band_ci, errorbar_ci, glue_figure, record_episode, smooth,
+                                 smoothed_curve)
+from ssm_metarl.stats import Estimate
+
+ESTIMATES = [Estimate(10.0, 8.0, 13.0, 20), Estimate(20.0, 19.0, 22.0, 20)]
+
+
+@pytest.fixture
+def ax():
+    fig, ax = plt.subplots()
+    yield ax
+    plt.close(fig)
+
+
+def test_errorbar_ci_draws_asymmetric_intervals(ax):
+    container = errorbar_ci(ax, [0, 1], ESTIMATES, color="red", label="x")
+    line, _, (bars,) = container
+    np.testing.assert_allclose(line.get_ydata(), [10.0, 20.0])
+    segments = [np.asarray(s)[:, 1] for s in bars.get_segments()]
+    np.testing.assert_allclose(segments, [[8.0, 13.0], [19.0, 22.0]])
+
+
+def test_band_ci_shades_from_low_to_high(ax):
+    line = band_ci(ax, [0, 1], ESTIMATES, color="blue")
+    np.testing.assert_allclose(line.get_ydata(), [10.0, 20.0])
+    (band,) = ax.collections
+    ys = band.get_paths()[0].vertices[:, 1]
+    assert ys.min() == pytest.approx(8.0) and ys.max() == pytest.approx(22.0)
+
+
+def test_ci_plots_check_their_input(ax):
+    with pytest.raises(ValueError, match="2 x values but 1 estimates"):
+        errorbar_ci(ax, [0, 1], ESTIMATES[:1])
+    with pytest.raises(ValueError, match="low <= mean <= high"):
+        band_ci(ax, [0], [Estimate(5.0, 6.0, 7.0, 3)])
+    with pytest.raises(ValueError, match="at least one"):
+        errorbar_ci(ax, [], [])
+
+
+def test_smooth_is_a_moving_average():
+    np.testing.assert_allclose(smooth([0, 3, 6, 9], width=2), [1.5, 4.5, 7.5])
+    np.testing.assert_allclose(smooth([1, 2], width=1), [1, 2])
+    with pytest.raises(ValueError):
+        smooth([1, 2], width=3)
+    with pytest.raises(ValueError):
+        smooth([1, 2], width=0)
+
+
+def test_smoothed_curve_puts_each_point_at_the_window_end(ax):
+    line = smoothed_curve(ax, [10, 20, 30, 40], [0, 3, 6, 9], width=3)
+    np.testing.assert_allclose(line.get_xdata(), [30, 40])
+    np.testing.assert_allclose(line.get_ydata(), [3, 6])
+
+
+@pytest.mark.parametrize("show", [True, False])
+def test_glue_figure_glues_and_closes(monkeypatch, show):
+    import myst_nb
+
+    calls = []
+    monkeypatch.setattr(myst_nb, "glue", lambda name, value, display=True: calls.append((name, value, display)))
+    fig, _ = plt.subplots()
+    glue_figure("fig_x", fig, show=show)
+    assert calls == [("fig_x", fig, show)]
+    assert not plt.fignum_exists(fig.number), "the figure must be closed"
+
+
+def test_record_episode_plays_to_the_end_and_keeps_labelled_wide_frames():
+    episode = record_episode(lambda obs: 0, seed=3, every=2, max_frames=100)
+    assert 5 < episode.steps < 30 and episode.total == episode.steps  # always left: the pole falls soon
+    assert len(episode.frames) == (episode.steps - 1) // 2 + 2  # every other step, plus the final state
+    height, width, _ = episode.frames[0].shape
+    assert width >= 480 and height >= 150
+    assert not np.array_equal(episode.frames[0], episode.frames[-1])
+
+
+def test_record_episode_caps_frames_but_not_the_episode():
+    episode = record_episode(lambda obs: int(obs[2] + 0.5 * obs[3] > 0), seed=0, every=5, max_frames=4)
+    assert episode.steps == 500 and len(episode.frames) == 4
+
+
+def test_animation_html_embeds_one_readable_gif_per_episode():
+    frames = [np.full((220, 600, 3), 255, np.uint8), np.zeros((220, 600, 3), np.uint8)]
+    page = animation_html([Episode(frames, 1.0, 1), Episode(frames[:1], 2.0, 1)], ["before <untrained>", "after"])
+    html = page.data
+    gifs = re.findall(r'src="data:image/gif;base64,([^"]+)"', html)
+    assert len(gifs) == 2
+    first = Image.open(io.BytesIO(base64.b64decode(gifs[0])))
+    assert first.size == (600, 220) and first.n_frames == 2
+    assert "before &lt;untrained&gt;" in html and "max-width:600px" in html
+    with pytest.raises(ValueError, match="one label per episode"):
+        animation_html([Episode(frames, 1.0, 1)], [])
+
+
+def test_colours_are_distinct():
+    assert len(set(plotting.COLORS.values())) == len(plotting.COLORS)

@@ -153,3 +153,126 @@ def test_readme_lists_every_chapter_with_its_badge(md):
     assert f"](book/{md.name})" in readme, f"README does not link {md.name}"
     badge = f"(https://colab.research.google.com/github/{GITHUB_PATH}/blob/main/notebooks/{md.stem}.ipynb)"
     assert badge in readme, f"README lacks the Colab badge of {md.stem}"
+
+
+# --- .ci/check_html.py: the rules for the built pages, tested on small synthetic pages ---
+
+def _load_checker():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("check_html", ROOT / ".ci" / "check_html.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+check_html = _load_checker()
+
+
+def _cell(source: str, output: str = "", stderr: str = "") -> str:
+    out = f'<div class="cell_output docutils container"><div class="output stream highlight-myst-ansi notranslate"><div class="highlight"><pre><span></span>{output}</pre></div></div>'
+    err = f'<div class="output stderr highlight-myst-ansi notranslate"><div class="highlight"><pre><span></span>{stderr}</pre></div></div>'
+    return ('<div class="cell docutils container"><div class="cell_input docutils container">'
+            f'<div class="highlight-ipython3 notranslate"><div class="highlight"><pre><span></span>{source}</pre></div></div></div>'
+            + (out if output else "") + (err if stderr else "") + ("</div>" if output else "") + "</div>")
+
+
+RESULTS = ('<section id="what-we-measured"><h2>What we measured<a class="headerlink" href="#what-we-measured">#</a></h2>'
+           '<table class="table"><thead><tr><th>quantity</th></tr></thead><tbody><tr><td>25.0 [22.1, 28.1]</td></tr></tbody></table></section>')
+EXERCISES = ('<section id="exercises"><h2>Exercises<a class="headerlink" href="#exercises">#</a></h2><ol><li>Try it.</li></ol>'
+             '<div class="dropdown admonition"><p class="admonition-title">Solution</p><p>You should see...</p></div></section>')
+
+
+def _page(*body: str) -> str:
+    return f'<html><body><main id="main-content"><article><section id="chapter"><h1>Chapter</h1>{"".join(body)}</section></article></main></body></html>'
+
+
+def test_checker_accepts_a_good_chapter():
+    page = _page(_cell("x = 1 + 1", "2"), RESULTS, EXERCISES)
+    assert check_html.check_page("book/00_x.html", page, chapter=True) == []
+
+
+def test_checker_flags_wide_input_and_output_lines():
+    wide = "y" * 91
+    problems = check_html.check_page("p", _page(_cell(wide, "ok\n" + wide), RESULTS, EXERCISES), chapter=True)
+    assert len(problems) == 2
+    assert "code cell line 91 characters" in problems[0] and "output line 91 characters" in problems[1]
+    assert check_html.check_page("p", _page(_cell("y" * 90), RESULTS, EXERCISES), chapter=True) == []
+    assert check_html.check_page("p", _page(_cell(wide), RESULTS, EXERCISES), chapter=True, width=100) == []
+
+
+def test_checker_measures_text_not_markup():
+    highlighted = '<span class="n">a</span>' * 80  # 80 visible characters in 1,920 of HTML
+    assert check_html.check_page("p", _page(_cell(highlighted), RESULTS, EXERCISES), chapter=True) == []
+
+
+@pytest.mark.parametrize("source, what", [
+    ('glue("random_mean", est.mean, display=False)', "glue call"),
+    ('glue_all("random", est)', "glue call"),
+    ("print(inspect.getsource(discretize))", "inspect.getsource"),
+])
+def test_checker_flags_visible_bookkeeping(source, what):
+    problems = check_html.check_page("p", _page(_cell(source), RESULTS, EXERCISES), chapter=True)
+    assert len(problems) == 1 and what in problems[0]
+
+
+def test_checker_does_not_flag_words_that_merely_contain_glue():
+    assert check_html.check_page("p", _page(_cell("unglued = 1\nglued_numbers = []"), RESULTS, EXERCISES), chapter=True) == []
+
+
+def test_checker_flags_stderr_output():
+    problems = check_html.check_page("p", _page(_cell("x", stderr="UserWarning: careful"), RESULTS, EXERCISES), chapter=True)
+    assert problems == ["p: shows stderr output: 'UserWarning: careful'"]
+
+
+def test_checker_requires_a_results_table_in_chapters_only():
+    no_results = _page(_cell("x"), EXERCISES)
+    assert check_html.check_page("book/01_x.html", no_results, chapter=True) == [
+        "book/01_x.html: no section titled 'What we measured'"]
+    assert check_html.check_page("book/intro.html", no_results, chapter=False) == []
+    bullets_only = RESULTS.split("<table")[0] + "<ul><li>a number</li></ul></section>"
+    problems = check_html.check_page("c", _page(bullets_only, EXERCISES), chapter=True)
+    assert problems == ["c: the 'What we measured' section has no table with a row"]
+    empty_table = RESULTS.replace("<tr><td>25.0 [22.1, 28.1]</td></tr>", "")
+    assert len(check_html.check_page("c", _page(empty_table, EXERCISES), chapter=True)) == 1
+
+
+def test_checker_requires_collapsed_solutions():
+    open_solutions = EXERCISES.replace('class="dropdown admonition"', 'class="admonition"')
+    problems = check_html.check_page("c", _page(RESULTS, open_solutions), chapter=True)
+    assert problems == ["c: the 'Exercises' section has no collapsed solution"]
+    assert check_html.check_page("c", _page(RESULTS), chapter=True) == ["c: no section titled 'Exercises'"]
+
+
+def test_checker_on_a_site(tmp_path):
+    (tmp_path / "book").mkdir()
+    assert check_html.check_site(tmp_path) == [f"{tmp_path}: no pages under book/ (was the book built?)"]
+    (tmp_path / "book" / "intro.html").write_text(_page(_cell("x")))
+    (tmp_path / "book" / "00_tour.html").write_text(_page(_cell("x"), RESULTS, EXERCISES))
+    assert check_html.check_site(tmp_path) == []
+    (tmp_path / "book" / "01_next.html").write_text(_page(_cell("z" * 95), RESULTS, EXERCISES))
+    assert check_html.main([str(tmp_path)]) == 1
+
+
+def test_each_script_is_written_once_per_page():
+    # Sphinx 7.4 adds body-only scripts twice (filename None and ''): a second
+    # `const THEBE_JS_URL` throws in the browser. _ext/unique_scripts.py keeps one of each.
+    assert CONFIG["sphinx"]["local_extensions"] == {"unique_scripts": "_ext"}
+    sys.path.insert(0, str(ROOT / "_ext"))
+    try:
+        from unique_scripts import unique_scripts
+    finally:
+        sys.path.remove(str(ROOT / "_ext"))
+    from sphinx.builders.html._assets import _JavaScript
+
+    body = {"body": 'const THEBE_JS_URL = "x"'}
+    context = {"script_files": [_JavaScript(None, **body), _JavaScript("a.js"), _JavaScript("", **body),
+                                _JavaScript("a.js", priority=900)]}
+    unique_scripts(None, "page", "page.html", context, None)
+    assert [(s.filename, s.priority) for s in context["script_files"]] == [(None, 500), ("a.js", 500), ("a.js", 900)]
+
+
+def test_book_css_is_picked_up_and_styles_captions_and_wide_maths():
+    css = (ROOT / "_static" / "book.css").read_text()
+    assert "figcaption" in css and "color: var(--pst-color-text-base)" in css
+    assert re.search(r"div\.math[^{]*\{[^}]*overflow-x: auto", css)

@@ -1,0 +1,116 @@
+#!/usr/bin/env python3
+"""Check the built book the way a reader meets it.
+
+    python .ci/check_html.py [_build/html] [--width 90]
+
+Scans every page under ``book/`` in the built site and fails (exit 1, one line per problem)
+when a page
+
+- has a line of code or output wider than ``--width`` characters (the code box clips it);
+- shows a ``glue(...)`` / ``glue_all(...)`` call or ``inspect.getsource`` in a code block
+  (bookkeeping belongs in ``remove-cell`` cells; code is shown with ``{literalinclude}``);
+- shows output written to stderr (warnings and logging are plumbing, not results);
+
+and, for a chapter (``book/NN_*.html``), when it lacks
+
+- a section titled "What we measured" that holds a table with at least one row;
+- a section titled "Exercises" that holds at least one collapsed solution
+  (an ``{admonition}`` with ``:class: dropdown``, or a ``{toggle}``).
+
+``tests/test_book.py`` tests these rules on small synthetic pages.
+"""
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from pathlib import Path
+
+from bs4 import BeautifulSoup
+
+WIDTH = 90
+RESULTS_TITLE = "What we measured"
+EXERCISES_TITLE = "Exercises"
+CHAPTER = re.compile(r"^\d\d_.*\.html$")
+FORBIDDEN = [
+    (re.compile(r"\bglue(_\w+)?\("), "a glue call"),
+    (re.compile(r"\binspect\.getsource\b"), "inspect.getsource"),
+]
+
+
+def _where(pre) -> str:
+    """Say what kind of block a <pre> is, for the message."""
+    for parent in pre.parents:
+        classes = parent.get("class") or []
+        if "cell_input" in classes:
+            return "code cell"
+        if "cell_output" in classes:
+            return "output"
+    return "code block"
+
+
+def _section(soup, title: str):
+    """The <section> whose heading reads ``title`` (the anchor's pilcrow ignored), or None."""
+    for heading in soup.find_all(re.compile(r"^h[1-6]$")):
+        text = heading.get_text(" ", strip=True).replace("#", "").replace("¶", "").strip()
+        if text == title:
+            return heading.find_parent("section")
+    return None
+
+
+def check_page(name: str, html: str, chapter: bool, width: int = WIDTH) -> list[str]:
+    """Every problem a reader would meet on one page, as ``"name: problem"`` lines."""
+    soup = BeautifulSoup(html, "html.parser")
+    main = soup.find(id="main-content") or soup.find("main") or soup
+    problems = []
+    for pre in main.find_all("pre"):
+        text = pre.get_text()
+        for number, line in enumerate(text.expandtabs(4).splitlines(), start=1):
+            if len(line) > width:
+                problems.append(f"{name}: {_where(pre)} line {len(line)} characters wide (> {width}): {line[:60]!r}...")
+        for pattern, what in FORBIDDEN:
+            if pattern.search(text):
+                problems.append(f"{name}: {_where(pre)} shows {what}: {pattern.search(text).group(0)!r}")
+    for block in main.select("div.output.stderr"):
+        problems.append(f"{name}: shows stderr output: {block.get_text()[:80].strip()!r}")
+    if chapter:
+        results = _section(main, RESULTS_TITLE)
+        if results is None:
+            problems.append(f"{name}: no section titled {RESULTS_TITLE!r}")
+        elif not any(table.find("tbody") and table.find("tbody").find("tr") for table in results.find_all("table")):
+            problems.append(f"{name}: the {RESULTS_TITLE!r} section has no table with a row")
+        exercises = _section(main, EXERCISES_TITLE)
+        if exercises is None:
+            problems.append(f"{name}: no section titled {EXERCISES_TITLE!r}")
+        elif not exercises.select(".dropdown, .toggle, details"):
+            problems.append(f"{name}: the {EXERCISES_TITLE!r} section has no collapsed solution")
+    return problems
+
+
+def check_site(html_dir: Path, width: int = WIDTH) -> list[str]:
+    pages = sorted((html_dir / "book").glob("*.html"))
+    if not pages:
+        return [f"{html_dir}: no pages under book/ (was the book built?)"]
+    if not any(CHAPTER.match(p.name) for p in pages):
+        return [f"{html_dir}: no chapter pages book/NN_*.html"]
+    problems = []
+    for page in pages:
+        name = page.relative_to(html_dir).as_posix()
+        problems += check_page(name, page.read_text(encoding="utf-8"), bool(CHAPTER.match(page.name)), width)
+    return problems
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("html_dir", nargs="?", default="_build/html", type=Path)
+    parser.add_argument("--width", type=int, default=WIDTH, help="widest line a code box shows (characters)")
+    args = parser.parse_args(argv)
+    problems = check_site(args.html_dir, args.width)
+    for problem in problems:
+        print(problem)
+    print(f"check_html: {len(problems)} problem(s) in {args.html_dir}", file=sys.stderr)
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,35 +1,47 @@
 """ssm_metarl: the package behind the SSM-MetaRL book.
 
-State space models, CartPole task families, MAML, test-time adaptation and recursive
-self-improvement, each in one small module that a chapter of the book explains.
-Importing the package has no side effects: it loads no data and touches no files.
+State space models, CartPole task families, policies, policy gradients, MAML, test-time
+adaptation and recursive self-improvement, each in one small module that a chapter of the
+book explains. Importing the package has no side effects: it loads no data and touches no files.
 """
-from .artifacts import artifact_path, models_dir
+from .artifacts import ALIASES, Loaded, artifact_path, load_card, load_or_train, models_dir
 from .checkpoint import Checkpoint, CheckpointError, load_checkpoint, save_checkpoint
-from .ssm import DiagonalSSM, DiagonalSSMConfig, SSMConfig, StateSpaceModel, discretize, parallel_scan
-from .stats import Estimate, bootstrap_ci, difference_ci
-from .tasks import CartPoleTask, TaskDistribution, get_family, make_env, make_vector_env
-from .rollout import EvalResult, LinearPolicy, Trajectories, collect, evaluate
-from .rl import (PPOConfig, ReinforceConfig, TrainResult, UpdateGuard, ValueNet, batch_baseline,
-                 discounted_returns, gae, policy_log_probs, policy_outputs, ppo_clip_loss, reinforce_loss,
-                 train_ppo, train_reinforce)
-from .maml import (AdaptationResult, MetaMAML, MetaRLConfig, MetaTrainResult, TaskPolicy, evaluate_adaptation,
-                   held_out_tasks, meta_train, policy_gradient_loss, tune_inner_lr)
-from .sine import SineConfig, SineTasks, sine_errors, train_sine
+from .stats import Estimate, bootstrap_ci, difference_ci, verdict
+from .timing import speedup, time_interleaved, time_rounds, torch_threads
+from .ssm import SSMConfig, StateSpaceModel, balancing_ssm
+from .s4d import DiagonalSSM, DiagonalSSMConfig, discretize, forward_backward_variants, parallel_scan
+from .tasks import CartPoleTask, TaskDistribution, compare_with_gymnasium, get_family, make_env, make_vector_env
+from .policy import (CallablePolicy, LinearPolicy, Policy, RL2Policy, SSMPolicy, TaskBatchedPolicy, action_log_probs,
+                     as_policy, policy_log_probs, select_actions)
+from .rollout import EvalResult, Trajectories, collect, evaluate, naive_rollout
+from .rl import (UpdateGuard, batch_baseline, clipped_surrogate, discounted_returns, gae, masked_mean,
+                 normalize_advantages, ppo_clip_loss, reinforce_loss, task_means, value_loss)
+from .pg import PPOConfig, ReinforceConfig, TrainResult, ValueNet, train_ppo, train_reinforce
+from .maml import METHODS, MetaMAML, MetaStep, TaskBatchedLoss, expand_params, stack_params
+from .meta_rl import (TEST_SEED, AdaptationResult, MetaRLConfig, TaskPolicy, card_evaluation, evaluate_adaptation,
+                      held_out_tasks, policy_gradient_loss, task_batch, tune_inner_lr)
+from .meta_run import MetaRunState, MetaTrainResult, meta_epoch, meta_train
+from .sine import SINE_TEST_SEED, SineConfig, SineTasks, sine_errors, train_sine
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "artifact_path", "models_dir",
+    "ALIASES", "Loaded", "artifact_path", "load_card", "load_or_train", "models_dir",
     "Checkpoint", "CheckpointError", "load_checkpoint", "save_checkpoint",
-    "SSMConfig", "StateSpaceModel", "DiagonalSSM", "DiagonalSSMConfig", "discretize", "parallel_scan",
-    "Estimate", "bootstrap_ci", "difference_ci",
-    "CartPoleTask", "TaskDistribution", "get_family", "make_env", "make_vector_env",
-    "EvalResult", "LinearPolicy", "Trajectories", "collect", "evaluate",
-    "PPOConfig", "ReinforceConfig", "TrainResult", "UpdateGuard", "ValueNet", "batch_baseline",
-    "discounted_returns", "gae", "policy_log_probs", "policy_outputs", "ppo_clip_loss", "reinforce_loss",
-    "train_ppo", "train_reinforce",
-    "AdaptationResult", "MetaMAML", "MetaRLConfig", "MetaTrainResult", "TaskPolicy", "evaluate_adaptation",
-    "held_out_tasks", "meta_train", "policy_gradient_loss", "tune_inner_lr",
-    "SineConfig", "SineTasks", "sine_errors", "train_sine",
+    "Estimate", "bootstrap_ci", "difference_ci", "verdict",
+    "speedup", "time_interleaved", "time_rounds", "torch_threads",
+    "SSMConfig", "StateSpaceModel", "balancing_ssm",
+    "DiagonalSSM", "DiagonalSSMConfig", "discretize", "forward_backward_variants", "parallel_scan",
+    "CartPoleTask", "TaskDistribution", "compare_with_gymnasium", "get_family", "make_env", "make_vector_env",
+    "CallablePolicy", "LinearPolicy", "Policy", "RL2Policy", "SSMPolicy", "TaskBatchedPolicy", "action_log_probs",
+    "as_policy", "policy_log_probs", "select_actions",
+    "EvalResult", "Trajectories", "collect", "evaluate", "naive_rollout",
+    "UpdateGuard", "batch_baseline", "clipped_surrogate", "discounted_returns", "gae", "masked_mean",
+    "normalize_advantages", "ppo_clip_loss", "reinforce_loss", "task_means", "value_loss",
+    "PPOConfig", "ReinforceConfig", "TrainResult", "ValueNet", "train_ppo", "train_reinforce",
+    "METHODS", "MetaMAML", "MetaStep", "TaskBatchedLoss", "expand_params", "stack_params",
+    "TEST_SEED", "AdaptationResult", "MetaRLConfig", "TaskPolicy", "card_evaluation", "evaluate_adaptation",
+    "held_out_tasks", "policy_gradient_loss", "task_batch", "tune_inner_lr",
+    "MetaRunState", "MetaTrainResult", "meta_epoch", "meta_train",
+    "SINE_TEST_SEED", "SineConfig", "SineTasks", "sine_errors", "train_sine",
 ]

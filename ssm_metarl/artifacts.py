@@ -1,15 +1,25 @@
-"""Find shipped artifacts in ``models/`` from anywhere a reader runs a chapter.
+"""Shipped artifacts in ``models/``: find them from anywhere a chapter runs, read their cards, or train a small one.
 
 Chapters call :func:`artifact_path` instead of writing relative paths, so the same
 cell works from ``book/`` (Jupyter Book), ``notebooks/`` (nbmake, Jupyter), the
-repository root, an installed package, or Google Colab.
+repository root, an installed package, or Google Colab. :func:`load_or_train` loads a
+shipped model if present and otherwise trains a small one and says so (chapters 1-3).
 """
 from __future__ import annotations
 
+import json
+import logging
 import os
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Callable
 
-__all__ = ["models_dir", "artifact_path", "COLAB_CLONE"]
+__all__ = ["models_dir", "artifact_path", "load_card", "load_or_train", "Loaded", "COLAB_CLONE", "ALIASES"]
+
+log = logging.getLogger(__name__)
+
+#: Old artifact names that still resolve: the model card's name for the goal-family MAML model.
+ALIASES = {"cartpole_hybrid_real_model": "cartpole_goal_maml"}
 
 #: Where the chapters' first cell clones the repository inside Colab.
 COLAB_CLONE = Path("/content/SSM-MetaRL")
@@ -31,7 +41,7 @@ def _candidates() -> list[Path]:
 
 
 def models_dir() -> Path:
-    """The first existing ``models/`` directory among the places listed in the error message."""
+    """The first existing ``models/`` directory among the places listed in the error message (chapter 0)."""
     candidates = _candidates()
     for candidate in candidates:
         if candidate.is_dir():
@@ -43,10 +53,46 @@ def models_dir() -> Path:
     )
 
 
+def _resolve(name: str) -> str:
+    """``name`` with an old stem from :data:`ALIASES` replaced by the current one."""
+    stem, dot, suffix = name.partition(".")
+    return ALIASES.get(stem, stem) + dot + suffix
+
+
 def artifact_path(name: str) -> Path:
-    """Path of the shipped artifact ``name`` (e.g. ``"cartpole_hybrid_real_model.pth"``)."""
-    path = models_dir() / name
+    """Path of the shipped artifact ``name`` (e.g. ``"cartpole_goal_maml.pth"``); the old names in
+    :data:`ALIASES` (``"cartpole_hybrid_real_model.pth"``) resolve to the current files. Chapter 0."""
+    path = models_dir() / _resolve(name)
     if not path.exists():
         available = sorted(p.name for p in path.parent.iterdir() if not p.name.startswith("."))
         raise FileNotFoundError(f"{name} is not in {path.parent}; available: {available}")
     return path
+
+
+def load_card(name: str) -> dict:
+    """The ``.json`` card of a shipped artifact (``name`` with or without ``.json``): its command,
+    training log and evaluation. Defined in chapter 3 (``03_maml``)."""
+    name = name if name.endswith(".json") else name.rsplit(".pth", 1)[0] + ".json"
+    return json.loads(artifact_path(name).read_text())
+
+
+@dataclass
+class Loaded:
+    """What :func:`load_or_train` returned: the object, whether it was trained here, and from where."""
+
+    value: Any
+    trained: bool  # True: no shipped file was found, a small one was trained now
+    source: str  # the shipped file's path, or "trained now"
+
+
+def load_or_train(name: str, train: Callable[[], Any], load: Callable[[Path], Any]) -> Loaded:
+    """Load the shipped artifact ``name`` with ``load(path)`` if it exists; otherwise call ``train()``
+    (a short run the caller chooses) and log that it did. Either way the result says which
+    happened, so a chapter can tell the reader. Defined in chapter 3 (``03_maml``).
+    """
+    try:
+        path = artifact_path(name)
+    except FileNotFoundError as missing:
+        log.warning("%s; training a small one instead", missing)
+        return Loaded(train(), True, "trained now")
+    return Loaded(load(path), False, str(path))

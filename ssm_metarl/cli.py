@@ -1,16 +1,25 @@
-"""Command line: ``python -m ssm_metarl {train,bench,...}``.
+"""Command line: ``python -m ssm_metarl {train,bench}``, a thin layer over the package.
 
-Each subcommand is one function ``cmd_NAME(args)`` with its parser built in
-:func:`build_parser`; see the book's appendix for every artifact's command.
+``train``'s flags are built from the config dataclasses (:class:`~ssm_metarl.meta_rl.MetaRLConfig`,
+:class:`~ssm_metarl.SSMConfig`, :class:`~ssm_metarl.sine.SineConfig`), so every default exists
+once, in its dataclass. Each family takes only its own flags: a CartPole flag given with
+``--family sine`` (or the reverse) is an error, never silently reinterpreted. The model card's
+evaluation is :func:`ssm_metarl.meta_rl.card_evaluation`. Every artifact's command is in its
+card; the book's appendix lists them all.
 """
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import logging
+import re
 import sys
+from dataclasses import MISSING, fields
 
 __all__ = ["main", "build_parser"]
+
+log = logging.getLogger(__name__)
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
@@ -24,11 +33,40 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_train(args: argparse.Namespace) -> int:
-    """Meta-train (or multi-task train) a policy and write ``OUT.pth`` and its card ``OUT.json``.
+def _configs():
+    from .meta_rl import MetaRLConfig
+    from .sine import SineConfig
+    from .ssm import SSMConfig
 
-    Taught in chapter 3 (``03_maml``); every shipped model's command is in its card.
-    """
+    return MetaRLConfig, SSMConfig, SineConfig
+
+
+#: The fields of SSMConfig that ``train`` takes as flags (input and output sizes are CartPole's).
+_SSM_FLAGS = ("state_dim", "hidden_dim")
+
+
+def _picked(args: argparse.Namespace, cls, names=None) -> dict:
+    """The flags the user gave that are fields of ``cls`` (the rest keep the dataclass's defaults)."""
+    names = names or [f.name for f in fields(cls)]
+    return {name: getattr(args, name) for name in names if hasattr(args, name)}
+
+
+def _check_family_flags(args: argparse.Namespace) -> None:
+    """Reject flags of the other family, naming them and the right ones."""
+    MetaRLConfig, _, SineConfig = _configs()
+    rl_only = ({f.name for f in fields(MetaRLConfig)} | set(_SSM_FLAGS)) - {f.name for f in fields(SineConfig)} \
+        - {"family", "mode"}
+    sine_only = {f.name for f in fields(SineConfig)} - {f.name for f in fields(MetaRLConfig)} - set(_SSM_FLAGS)
+    wrong = sorted(n for n in (rl_only if args.family == "sine" else sine_only) if hasattr(args, n))
+    if wrong:
+        flags = ", ".join(f"--{n}" for n in wrong)
+        own = sorted(sine_only if args.family == "sine" else rl_only)
+        raise SystemExit(f"{flags} do(es) not apply to --family {args.family}; its flags are "
+                         + ", ".join(f"--{n}" for n in own) + " (plus --mode, --inner_lr, --outer_lr, --seed)")
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    """Meta-train (or multi-task train) a policy and write ``OUT.pth`` and its card ``OUT.json`` (chapter 3)."""
     import platform
     import shlex
     import time
@@ -38,25 +76,21 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     from .checkpoint import save_json
 
+    _check_family_flags(args)
     if args.threads is not None:
         torch.set_num_threads(args.threads)  # only when asked: small models often run faster on one thread
     out = Path(args.out)
     if out.suffix != ".pth":
         raise SystemExit(f"--out must end in .pth (the card is written next to it as .json), got {args.out!r}")
     out.parent.mkdir(parents=True, exist_ok=True)
-    card = {
-        "name": out.stem,
-        "command": "python -m ssm_metarl " + " ".join(shlex.quote(a) for a in args.argv),
-        "created_by": "ssm_metarl.cli train",
-        "torch": torch.__version__, "threads": torch.get_num_threads(), "python": platform.python_version(),
-    }
+    card = {"name": out.stem, "command": "python -m ssm_metarl " + " ".join(shlex.quote(a) for a in args.argv),
+            "created_by": "ssm_metarl.cli train", "torch": torch.__version__, "threads": torch.get_num_threads(),
+            "python": platform.python_version()}
     start = time.perf_counter()
-    if args.family == "sine":
-        card.update(_train_sine(args, out))
-    else:
-        card.update(_train_rl(args, out))
+    card.update(_train_sine(args, out) if args.family == "sine" else _train_rl(args, out))
     card["wall_seconds"] = time.perf_counter() - start
     save_json(out.with_suffix(".json"), card)
+    log.info("wrote %s and %s in %.0f s", out, out.with_suffix(".json"), card["wall_seconds"])
     print(f"wrote {out} and {out.with_suffix('.json')} in {card['wall_seconds']:.0f} s")
     return 0
 
@@ -66,49 +100,31 @@ def _train_rl(args: argparse.Namespace, out) -> dict:
 
     import torch
 
-    from . import maml
+    from .meta_rl import card_evaluation
+    from .meta_run import meta_train
     from .ssm import StateSpaceModel
-    from .tasks import get_family
 
-    config = maml.MetaRLConfig(
-        family=args.family, mode=args.mode, epochs=args.epochs, tasks_per_epoch=args.tasks_per_epoch,
-        episodes=args.episodes, adaptation_steps=args.adaptation_steps, inner_lr=args.inner_lr,
-        outer_lr=args.outer_lr, eval_every=args.eval_every, seed=args.seed)
+    MetaRLConfig, SSMConfig, _ = _configs()
+    config = MetaRLConfig(**_picked(args, MetaRLConfig))
     with torch.random.fork_rng():  # seeded initial weights, the caller's global RNG untouched
-        torch.manual_seed(args.seed)
-        model = StateSpaceModel(args.state_dim, 4, 4, args.hidden_dim)
+        torch.manual_seed(config.seed)
+        model = StateSpaceModel(**asdict(SSMConfig(**_picked(args, SSMConfig, _SSM_FLAGS))))
     resume_path = out.with_suffix(".resume.pth")
     budget = None if args.max_minutes is None else 60.0 * args.max_minutes
-    result = maml.meta_train(model, config, checkpoint=str(resume_path), resume=not args.no_resume,
-                             progress=not args.quiet, max_seconds=budget)
-    family = get_family(args.family)
-    adaptation_lr, lr_scores = args.inner_lr, None
-    if args.mode == "multitask":  # not trained for a step size: give it its best one, chosen on validation tasks
-        adaptation_lr, lr_scores = maml.tune_inner_lr(model, family, steps=max(1, args.adaptation_steps),
-                                                      episodes=args.episodes, seed=args.seed)
-    tasks = maml.held_out_tasks(family, args.test_tasks)
-    steps = sorted({0, 1, args.adaptation_steps, 3, 5})
-    evaluation = maml.evaluate_adaptation(model, tasks, steps=steps, episodes=args.episodes,
-                                          eval_episodes=args.episodes, inner_lr=adaptation_lr,
-                                          seed=maml.TEST_SEED, greedy=config.greedy_eval)
+    result = meta_train(model, config, checkpoint=str(resume_path), resume=not args.no_resume,
+                        progress=not args.quiet, max_seconds=budget)
+    evaluated = card_evaluation(model, config, args.test_tasks)
     summary = {"best_epoch": result.best_epoch, "best_validation": result.best_validation,
                "epochs_run": len(result.history.get("epoch", [])), "stopped_early": result.stopped_early,
-               "skipped_updates": result.skipped_updates, "adaptation_lr": adaptation_lr,
-               "adaptation_lr_validation": None if lr_scores is None else {str(k): v for k, v in lr_scores.items()}}
+               "skipped_updates": result.skipped_updates, "adaptation_lr": evaluated["adaptation_lr"],
+               "adaptation_lr_validation": evaluated["adaptation_lr_validation"]}
     model.save(out, extra={"meta_train": {**summary, "config": config.to_dict()}})
     if not args.keep_resume and resume_path.exists():
         resume_path.unlink()  # the run finished: its final state is the model above
-    return {
-        "kind": "StateSpaceModel", "model_config": asdict(model.config),
-        "parameters": sum(p.numel() for p in model.parameters()),
-        "train_config": config.to_dict(), **summary,
-        "train_seconds": result.total_seconds, "env_steps": result.env_steps,
-        "log": result.history, "validation": result.validation,
-        "evaluation": {"split": f"test: {len(tasks)} held-out tasks of family {family.name!r}",
-                       "protocol": f"adapt with k policy-gradient steps (inner lr {adaptation_lr}) on "
-                                   f"{args.episodes} episodes per task, score {args.episodes} fresh episodes",
-                       **evaluation.to_dict()},
-    }
+    return {"kind": "StateSpaceModel", "model_config": asdict(model.config),
+            "parameters": sum(p.numel() for p in model.parameters()), "train_config": config.to_dict(), **summary,
+            "train_seconds": result.total_seconds, "env_steps": result.env_steps,
+            "log": result.history, "validation": result.validation, "evaluation": evaluated["evaluation"]}
 
 
 def _train_sine(args: argparse.Namespace, out) -> dict:
@@ -116,25 +132,54 @@ def _train_sine(args: argparse.Namespace, out) -> dict:
     from .checkpoint import save_checkpoint
     from .stats import bootstrap_ci
 
-    if args.mode not in sine.SINE_METHODS:
-        raise SystemExit(f"--family sine needs --mode in {sine.SINE_METHODS}, got {args.mode!r}")
-    config = sine.SineConfig(hidden_dim=args.hidden_dim, meta_batch=args.tasks_per_epoch, inner_lr=args.inner_lr,
-                             outer_lr=args.outer_lr, inner_steps=max(1, args.adaptation_steps),
-                             iterations=args.epochs, seed=args.seed)
-    model, losses, seconds = sine.train_sine(args.mode, config, progress=not args.quiet)
+    _, _, SineConfig = _configs()
+    method = getattr(args, "mode", "maml")
+    config = SineConfig(**_picked(args, SineConfig))
+    model, losses, seconds = sine.train_sine(method, config, progress=not args.quiet)
     save_checkpoint(out, kind="SineRegressor", config={"hidden_dim": config.hidden_dim},
-                    state_dict=model.state_dict(), extra={"train_config": config.to_dict(), "method": args.mode})
-    amplitude, phase = sine.SineTasks(sine.TEST_SEED).sample(args.test_tasks)
-    errors, _ = sine.sine_errors(model, amplitude, phase, steps=(0, 1, 10), seed=sine.TEST_SEED + 1)
+                    state_dict=model.state_dict(), extra={"train_config": config.to_dict(), "method": method})
+    amplitude, phase = sine.SineTasks(sine.SINE_TEST_SEED).sample(args.test_tasks)
+    errors, _ = sine.sine_errors(model, amplitude, phase, steps=(0, 1, 10), seed=sine.SINE_TEST_SEED + 1)
     every = max(1, len(losses) // 500)
     return {
-        "kind": "SineRegressor", "method": args.mode, "train_config": config.to_dict(), "train_seconds": seconds,
+        "kind": "SineRegressor", "method": method, "train_config": config.to_dict(), "train_seconds": seconds,
         "log": {"iteration": list(range(0, len(losses), every)),
                 "meta_loss": [float(sum(losses[i:i + every]) / len(losses[i:i + every])) for i in range(0, len(losses), every)]},
-        "evaluation": {"split": f"{args.test_tasks} held-out sines (seed {sine.TEST_SEED})",
+        "evaluation": {"split": f"{args.test_tasks} held-out sines (seed {sine.SINE_TEST_SEED})",
                        "protocol": "K=10 support points, k gradient steps of the inner lr, MSE on 100 grid points",
                        "mse": {str(k): bootstrap_ci(v.numpy()).to_dict() for k, v in errors.items()}},
     }
+
+
+def _field_help(cls) -> dict[str, str]:
+    """Each field's trailing ``# comment`` in the dataclass source: its one-line meaning."""
+    return dict(re.findall(r"^\s+(\w+): [^=\n]+=[^#\n]+#\s*(.+)$", inspect.getsource(cls), flags=re.M))
+
+
+def _add_config_flags(parser: argparse.ArgumentParser, cls, names=None, note: str = "", added=None) -> None:
+    """One flag per field of ``cls`` (``names`` only, if given), typed and documented from the dataclass.
+
+    Flags default to "not given" (SUPPRESS): the dataclass fills in its own default, so no default is
+    typed twice. A field two configs share (``--inner_lr``) is added once.
+    """
+    comments = _field_help(cls)
+    for f in fields(cls):
+        if (names and f.name not in names) or f.name in added:
+            continue
+        added.add(f.name)
+        default = f.default if f.default is not MISSING else None
+        text = f"{comments.get(f.name, '')} ({note}default: {default})".strip()
+        if isinstance(default, bool):
+            parser.add_argument(f"--{f.name}", action="store_true", default=argparse.SUPPRESS, help=text)
+        else:
+            parser.add_argument(f"--{f.name}", type=type(default), default=argparse.SUPPRESS, help=text,
+                                **({"choices": _choices(f.name)} if _choices(f.name) else {}))
+
+
+def _choices(name: str):
+    from .maml import METHODS
+
+    return METHODS if name == "mode" else None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -150,22 +195,16 @@ def build_parser() -> argparse.ArgumentParser:
     train = sub.add_parser("train", help="meta-train a policy (MAML) or its baselines; writes OUT.pth and OUT.json",
                            description="Meta-train with MAML on a task family (chapter 3). The model card's flags "
                                        "are accepted. The card's '--mode hybrid' names a test-time adaptation mode "
-                                       "(chapter 4); here --mode picks the training method.")
-    train.add_argument("--family", default="goal", help="task family (goal, flip, physics, standard, '+'-combinations) "
-                                                         "or 'sine' for sine regression (default: goal)")
-    train.add_argument("--mode", default="maml", choices=("maml", "fomaml", "multitask"),
-                       help="second-order MAML, first-order MAML, or plain multi-task training (the baseline)")
-    train.add_argument("--epochs", type=int, default=300, help="outer updates (default: 300)")
-    train.add_argument("--tasks_per_epoch", type=int, default=20, help="tasks per outer update (default: 20)")
-    train.add_argument("--state_dim", type=int, default=32, help="SSM state size (default: 32)")
-    train.add_argument("--hidden_dim", type=int, default=64, help="SSM MLP width, or the sine MLP's (default: 64; the sine models use 40)")
-    train.add_argument("--inner_lr", type=float, default=0.01, help="inner (adaptation) step size (default: 0.01)")
-    train.add_argument("--outer_lr", type=float, default=0.001, help="Adam's outer step size (default: 0.001)")
-    train.add_argument("--adaptation_steps", type=int, default=1, help="inner gradient steps (default: 1)")
-    train.add_argument("--episodes", type=int, default=10, help="episodes per task per inner step / outer loss (default: 10)")
-    train.add_argument("--eval_every", type=int, default=10, help="validate and checkpoint every N epochs (default: 10)")
+                                       "(chapter 4); here --mode picks the training method. CartPole families and "
+                                       "'sine' take different flags; a flag of the other family is an error.")
+    MetaRLConfig, SSMConfig, SineConfig = _configs()
+    added: set[str] = set()
+    cartpole = train.add_argument_group("CartPole families (MetaRLConfig, SSMConfig)")
+    _add_config_flags(cartpole, MetaRLConfig, added=added)
+    _add_config_flags(cartpole, SSMConfig, names=_SSM_FLAGS, note="CartPole ", added=added)
+    sine = train.add_argument_group("--family sine (SineConfig; shared flags above keep their meaning)")
+    _add_config_flags(sine, SineConfig, note="sine ", added=added)
     train.add_argument("--test_tasks", type=int, default=48, help="held-out tasks for the card's evaluation (default: 48)")
-    train.add_argument("--seed", type=int, default=0)
     train.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     train.add_argument("--max_minutes", type=float, default=None,
                        help="stop training after a validation once this much wall time has passed")
@@ -175,7 +214,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--keep-resume", dest="keep_resume", action="store_true",
                        help="keep OUT.resume.pth after a finished run")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
-    train.set_defaults(func=cmd_train, argv=None)
+    train.set_defaults(func=cmd_train, argv=None, family=MetaRLConfig.family)
     return parser
 
 

@@ -1,9 +1,12 @@
-"""Progress bars that cost nothing, and warn about nothing, when switched off."""
+"""Progress bars that cost nothing, and warn about nothing, when switched off; training-log rows.
+
+Used by the training loops of chapters 2 and 3.
+"""
 from __future__ import annotations
 
 
 def progress_bar(iterable=None, enabled: bool = True, **kwargs):
-    """A ``tqdm`` bar over ``iterable``; a silent one when ``enabled`` is False.
+    """A ``tqdm`` bar over ``iterable``; a silent one when ``enabled`` is False (chapters 2-3).
 
     ``tqdm.auto`` warns on import inside Jupyter when ipywidgets is missing, so it is only
     imported when a bar is actually shown; the chapters run with bars off.
@@ -13,3 +16,9 @@ def progress_bar(iterable=None, enabled: bool = True, **kwargs):
     else:
         from tqdm import tqdm
     return tqdm(iterable, disable=not enabled, **kwargs)
+
+
+def log_row(history: dict[str, list], **row) -> None:
+    """Append one row to a column-wise training log: ``history[key]`` gets ``row[key]`` (chapters 2-3)."""
+    for key, value in row.items():
+        history.setdefault(key, []).append(value)

@@ -5,10 +5,10 @@ Gymnasium environment (:class:`ssm_metarl.tasks.CartPoleTaskVectorEnv`) and retu
 :class:`Trajectories` batch. :func:`evaluate` scores a policy with a bootstrap CI, either on
 the vectorised simulator or on real single Gymnasium environments (``backend="gymnasium"``).
 
-A *policy* is anything callable as ``policy(obs (N, 4), hidden) -> (outputs (N, >=2), hidden)``
-whose first two outputs are action logits: a :class:`~ssm_metarl.StateSpaceModel`, a
-:class:`LinearPolicy`, or a function (e.g. ``torch.func.functional_call`` with MAML's adapted
-weights) together with an ``init_hidden`` argument.
+A policy is anything :func:`ssm_metarl.policy.as_policy` accepts: a :class:`~ssm_metarl.policy.Policy`
+(:class:`~ssm_metarl.policy.LinearPolicy`, an SSM, RL^2 or task-batched policy), a
+:class:`~ssm_metarl.StateSpaceModel`, or a function ``f(obs, hidden)`` with ``init_hidden``.
+Every step, a policy is given the observation, its previous action and the previous reward.
 
 Taught in chapter 2 (``book/02_cartpole_tasks.md``).
 """
@@ -20,12 +20,13 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
+from .policy import N_ACTIONS, LinearPolicy, as_policy, select_actions
 from .stats import Estimate, bootstrap_ci
 from .tasks import CartPoleTask, make_env, make_vector_env
+from .validation import check_int
 
-__all__ = ["Trajectories", "EvalResult", "LinearPolicy", "collect", "evaluate", "select_actions", "initial_hidden"]
-
-N_ACTIONS = 2  # CartPole: push left (0) or right (1); the policy's logits are outputs[..., :2]
+__all__ = ["Trajectories", "EvalResult", "collect", "evaluate", "naive_rollout",
+           "LinearPolicy", "select_actions"]  # the last two live in ssm_metarl.policy
 
 
 @dataclass
@@ -74,68 +75,11 @@ class Trajectories:
                 "steps": self.num_steps, "mean_return": float(self.returns.mean())}
 
 
-class LinearPolicy:
-    """A fixed rule: push right when ``weights · (obs - offset) > 0``. It has no hidden state.
-
-    ``LinearPolicy([0, 0, 1, 0.5])`` is the rule a = [θ + 0.5 θ̇ > 0]. ``offset`` (4,) or (N, 4)
-    shifts the observation, e.g. by a known goal position for an oracle. ``LinearPolicy(None)``
-    outputs zero logits: the uniformly random policy (when actions are sampled).
-    Defined in chapter 2 (``02_cartpole_tasks``).
-    """
-
-    def __init__(self, weights: Sequence[float] | None, offset=None, sharpness: float = 1e3):
-        self.weights = None if weights is None else torch.as_tensor(weights, dtype=torch.float32)
-        self.offset = None if offset is None else torch.as_tensor(offset, dtype=torch.float32)
-        self.sharpness = sharpness  # large: sampling agrees with the argmax almost surely
-
-    def init_hidden(self, batch_size: int) -> torch.Tensor:
-        return torch.zeros(batch_size, 0)
-
-    def __call__(self, obs: torch.Tensor, hidden: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        if self.weights is None:
-            return torch.zeros(obs.shape[0], N_ACTIONS), hidden
-        x = obs if self.offset is None else obs - self.offset
-        score = self.sharpness * (x @ self.weights)
-        return torch.stack([torch.zeros_like(score), score], dim=-1), hidden
-
-
-def initial_hidden(policy: Callable, batch_size: int, init_hidden=None) -> torch.Tensor:
-    """The start state for ``batch_size`` episodes: ``init_hidden`` (tensor or callable) or ``policy.init_hidden``.
-
-    Defined in chapter 2 (``02_cartpole_tasks``).
-    """
-    if init_hidden is None:
-        if not hasattr(policy, "init_hidden"):
-            raise ValueError("policy has no init_hidden(batch_size); pass init_hidden= (a tensor or a callable)")
-        init_hidden = policy.init_hidden
-    hidden = init_hidden(batch_size) if callable(init_hidden) else init_hidden
-    if not isinstance(hidden, torch.Tensor) or hidden.shape[0] != batch_size:
-        raise ValueError(f"init_hidden must give a tensor with {batch_size} rows, got {getattr(hidden, 'shape', hidden)}")
-    return hidden
-
-
-def select_actions(outputs: torch.Tensor, greedy: bool, generator: torch.Generator | None = None) -> torch.Tensor:
-    """Actions from the logits ``outputs[:, :2]``: argmax when ``greedy``, else a Categorical sample.
-
-    With two actions a Categorical sample is a Bernoulli draw with P(right) = sigmoid(l1 - l0),
-    which is cheaper than ``torch.multinomial`` and takes a seeded generator.
-    Defined in chapter 2 (``02_cartpole_tasks``).
-    """
-    if outputs.dim() != 2 or outputs.shape[1] < N_ACTIONS:
-        raise ValueError(f"policy outputs must have shape (N, >={N_ACTIONS}), got {tuple(outputs.shape)}")
-    logits = outputs[:, :N_ACTIONS]
-    if greedy:
-        return logits.argmax(dim=1)
-    p_right = torch.sigmoid(logits[:, 1] - logits[:, 0])
-    return (torch.rand(p_right.shape, generator=generator) < p_right).long()
-
-
 def _expand(tasks: Sequence[CartPoleTask], episodes_per_task: int) -> list[CartPoleTask]:
     tasks = list(tasks)
     if not tasks or not all(isinstance(t, CartPoleTask) for t in tasks):
         raise ValueError("tasks must be a non-empty sequence of CartPoleTask")
-    if isinstance(episodes_per_task, bool) or not isinstance(episodes_per_task, int) or episodes_per_task <= 0:
-        raise ValueError(f"episodes_per_task must be a positive int, got {episodes_per_task!r}")
+    check_int("episodes_per_task", episodes_per_task)
     return [t for t in tasks for _ in range(episodes_per_task)]
 
 
@@ -148,7 +92,7 @@ def collect(policy: Callable, tasks: Sequence[CartPoleTask], episodes_per_task: 
     and the policy runs once per time step on the whole (N, 4) batch. ``seed`` fixes the start
     states (``reset(seed=seed)``) and the sampled actions (a ``torch.Generator``). ``max_steps``
     caps every episode (default: each task's own ``max_steps``). Runs without gradients; see
-    :func:`ssm_metarl.rl.policy_outputs` to recompute differentiable log-probabilities.
+    :func:`ssm_metarl.policy.policy_log_probs` to recompute differentiable log-probabilities.
     Defined in chapter 2 (``02_cartpole_tasks``).
     """
     episode_tasks = _expand(tasks, episodes_per_task)
@@ -158,7 +102,9 @@ def collect(policy: Callable, tasks: Sequence[CartPoleTask], episodes_per_task: 
     env = make_vector_env(episode_tasks, max_episode_steps=horizon)
     generator = torch.Generator().manual_seed(seed)
     obs_np, _ = env.reset(seed=seed)
-    hidden = initial_hidden(policy, n, init_hidden)
+    policy = as_policy(policy, init_hidden)
+    hidden = policy.initial_state(n)
+    prev_action, prev_reward = torch.full((n,), -1, dtype=torch.int64), torch.zeros(n)
 
     obs_buf = np.zeros((n, horizon, 4), dtype=np.float32)
     act_buf = np.zeros((n, horizon), dtype=np.int64)
@@ -169,11 +115,12 @@ def collect(policy: Callable, tasks: Sequence[CartPoleTask], episodes_per_task: 
     alive = np.ones(n, dtype=bool)
     steps = 0
     for t in range(horizon):
-        outputs, hidden = policy(torch.from_numpy(obs_np), hidden)
+        outputs, hidden = policy.step(torch.from_numpy(obs_np), prev_action, prev_reward, hidden)
         actions = select_actions(outputs, greedy, generator)
         log_p = torch.log_softmax(outputs[:, :N_ACTIONS], dim=1).gather(1, actions[:, None]).squeeze(1)
         obs_buf[:, t], act_buf[:, t], logp_buf[:, t], mask_buf[:, t] = obs_np, actions.numpy(), log_p.numpy(), alive
         obs_np, rew_buf[:, t], terminated, truncated, _ = env.step(actions.numpy())
+        prev_action, prev_reward = actions, torch.from_numpy(rew_buf[:, t].copy())  # float32, as stored
         terminated_at_end |= alive & terminated
         alive = alive & ~terminated & ~truncated & (t + 1 < limits)
         steps = t + 1
@@ -229,15 +176,20 @@ def _gymnasium_returns(policy, episode_tasks, seed, max_steps, greedy, init_hidd
     n = len(envs)
     generator = torch.Generator().manual_seed(seed)
     obs = np.stack([env.reset(seed=seed + i)[0] for i, env in enumerate(envs)])
-    hidden = initial_hidden(policy, n, init_hidden)
+    policy = as_policy(policy, init_hidden)
+    hidden = policy.initial_state(n)
     returns, alive = np.zeros(n), np.ones(n, dtype=bool)
+    prev_action, prev_reward = torch.full((n,), -1, dtype=torch.int64), torch.zeros(n)
     while alive.any():
-        outputs, hidden = policy(torch.from_numpy(obs), hidden)
-        actions = select_actions(outputs, greedy, generator).numpy()
+        outputs, hidden = policy.step(torch.from_numpy(obs), prev_action, prev_reward, hidden)
+        actions = select_actions(outputs, greedy, generator)
+        prev_reward = torch.zeros(n)
         for i in np.flatnonzero(alive):
             obs[i], reward, terminated, truncated, _ = envs[i].step(int(actions[i]))
             returns[i] += reward
+            prev_reward[i] = reward
             alive[i] = not (terminated or truncated)
+        prev_action = actions
     for env in envs:
         env.close()
     return returns
@@ -261,3 +213,27 @@ def evaluate(policy: Callable, tasks: Sequence[CartPoleTask], episodes: int = 10
         raise ValueError(f"unknown backend {backend!r}; valid choices: 'vector', 'gymnasium'")
     return EvalResult(returns=returns, ci=bootstrap_ci(returns, seed=seed), episodes_per_task=episodes,
                       backend=backend, greedy=greedy)
+
+
+@torch.no_grad()
+def naive_rollout(model, steps: int = 500, seed: int = 0) -> int:
+    """The model card's way of playing, for timing against :func:`collect`: one ``gym.make("CartPole-v1")``
+    environment and one batch-1 forward per step, actions sampled, for ``steps`` steps (episodes
+    restart as they end). Returns the steps played. Defined in chapter 2 (``02_cartpole_tasks``).
+    """
+    import gymnasium as gym
+
+    policy = as_policy(model)
+    env, generator = gym.make("CartPole-v1"), torch.Generator().manual_seed(seed)
+    obs, _ = env.reset(seed=seed)
+    hidden, prev_action, prev_reward = policy.initial_state(1), torch.full((1,), -1), torch.zeros(1)
+    for _ in range(steps):
+        out, hidden = policy.step(torch.as_tensor(obs).unsqueeze(0), prev_action, prev_reward, hidden)
+        prev_action = select_actions(out, False, generator)
+        obs, reward, terminated, truncated, _ = env.step(int(prev_action))
+        prev_reward = torch.tensor([float(reward)])
+        if terminated or truncated:
+            obs, _ = env.reset()
+            hidden, prev_action, prev_reward = policy.initial_state(1), torch.full((1,), -1), torch.zeros(1)
+    env.close()
+    return steps

@@ -14,20 +14,23 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
-from .maml import MetaMAML, Params
+from .maml import METHODS, MetaMAML, Params, expand_params
 from .progress import progress_bar
+from .validation import check_choice, check_int
 
-__all__ = ["SineConfig", "SineTasks", "sine_model", "mse_loss", "train_sine", "sine_errors", "SINE_METHODS", "TEST_SEED", "load_sine_model"]
+__all__ = ["SineConfig", "SineTasks", "sine_model", "mse_loss", "train_sine", "sine_errors", "SINE_METHODS",
+           "SINE_TEST_SEED", "load_sine_model"]
 
 #: Seed of the held-out sines that model cards and chapter 3 evaluate on (training uses ``config.seed``).
-TEST_SEED = 12_345
-#: Ways to learn an initialisation for sine regression.
-SINE_METHODS = ("maml", "fomaml", "multitask")
+#: (CartPole's held-out episodes use :data:`ssm_metarl.meta_rl.TEST_SEED`; this is the sines' own.)
+SINE_TEST_SEED = 12_345
+#: Ways to learn an initialisation for sine regression: :data:`ssm_metarl.maml.METHODS`.
+SINE_METHODS = METHODS
 
 
 @dataclass(frozen=True)
 class SineConfig:
-    """Hyperparameters of sine-regression meta-training; defaults follow Finn et al. 2017."""
+    """Hyperparameters of sine-regression meta-training; defaults follow Finn et al. 2017. Defined in chapter 3."""
 
     k_shot: int = 10  # K: points seen per task, for the support and again for the query set
     hidden_dim: int = 40  # width of the two hidden layers
@@ -40,11 +43,8 @@ class SineConfig:
     seed: int = 0
 
     def __post_init__(self):
-        for name in ("k_shot", "hidden_dim", "meta_batch", "iterations"):
-            if getattr(self, name) <= 0:
-                raise ValueError(f"{name} must be positive, got {getattr(self, name)!r}")
-        if self.inner_steps < 1:
-            raise ValueError(f"inner_steps must be >= 1, got {self.inner_steps!r}")
+        for name in ("k_shot", "hidden_dim", "meta_batch", "iterations", "inner_steps"):
+            check_int(name, getattr(self, name))
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -52,7 +52,7 @@ class SineConfig:
 
 class SineTasks:
     """A seeded stream of sine tasks. Different seeds give disjoint held-out sets in practice
-    (the parameters are continuous), and the same seed always gives the same tasks."""
+    (the parameters are continuous), and the same seed always gives the same tasks. Defined in chapter 3."""
 
     amplitude = (0.1, 5.0)
     phase = (0.0, math.pi)
@@ -75,7 +75,7 @@ class SineTasks:
 
 
 def sine_model(hidden_dim: int = 40, seed: int = 0) -> nn.Sequential:
-    """The paper's regressor: 1 -> hidden -> hidden -> 1 with ReLUs, seeded initial weights."""
+    """The paper's regressor: 1 -> hidden -> hidden -> 1 with ReLUs, seeded initial weights. Defined in chapter 3."""
     with torch.random.fork_rng():  # seeded weights without touching the caller's global RNG
         torch.manual_seed(seed)
         return nn.Sequential(nn.Linear(1, hidden_dim), nn.ReLU(), nn.Linear(hidden_dim, hidden_dim), nn.ReLU(),
@@ -83,7 +83,7 @@ def sine_model(hidden_dim: int = 40, seed: int = 0) -> nn.Sequential:
 
 
 def load_sine_model(path) -> nn.Sequential:
-    """A sine regressor saved by ``python -m ssm_metarl train --family sine`` (a checked checkpoint)."""
+    """A sine regressor saved by ``python -m ssm_metarl train --family sine`` (a checked checkpoint). Chapter 3."""
     from .checkpoint import load_checkpoint
 
     ckpt = load_checkpoint(path, kind="SineRegressor")
@@ -93,7 +93,7 @@ def load_sine_model(path) -> nn.Sequential:
 
 
 def mse_loss(model: nn.Module):
-    """``loss_fn(params, (x, y))`` for :class:`~ssm_metarl.maml.MetaMAML`: the mean squared error of one task."""
+    """``loss_fn(params, (x, y))`` for :class:`~ssm_metarl.maml.MetaMAML`: the mean squared error of one task (chapter 3)."""
     def loss_fn(params: Params, batch) -> torch.Tensor:
         x, y = batch
         return ((torch.func.functional_call(model, params, (x,)) - y) ** 2).mean()
@@ -106,9 +106,9 @@ def train_sine(method: str = "maml", config: SineConfig = SineConfig(), progress
     ``"maml"`` and ``"fomaml"`` meta-train with second- and first-order MAML; ``"multitask"``
     is the paper's "pretrained" baseline: one regressor trained on points of all tasks
     at once (the same 2K points per task per iteration), which learns the average sine, 0.
+    Defined in chapter 3 (``03_maml``).
     """
-    if method not in SINE_METHODS:
-        raise ValueError(f"unknown sine method {method!r}; choose one of {SINE_METHODS}")
+    check_choice("sine method", method, SINE_METHODS)
     model = sine_model(config.hidden_dim, config.seed)
     loss_fn = mse_loss(model)
     tasks = SineTasks(config.seed)
@@ -136,7 +136,7 @@ def sine_errors(model: nn.Module, amplitude: torch.Tensor, phase: torch.Tensor, 
     Each task gets ``k_shot`` support points (drawn from ``seed``), then plain gradient
     steps of size ``inner_lr`` from ``model``'s weights. Returns ``(errors, curves)``:
     ``errors[s]`` is a (n_tasks,) tensor, ``curves[s]`` the predictions (n_tasks, grid) on
-    ``grid = linspace(-5, 5)``, so a figure can show the fitted curves.
+    ``grid = linspace(-5, 5)``, so a figure can show the fitted curves. Defined in chapter 3 (``03_maml``).
     """
     loss_fn = mse_loss(model)
     maml = MetaMAML(model, inner_lr=inner_lr)
@@ -146,7 +146,7 @@ def sine_errors(model: nn.Module, amplitude: torch.Tensor, phase: torch.Tensor, 
     truth = amplitude[:, None, None] * torch.sin(xs - phase[:, None, None])
     params = {k: v.detach() for k, v in maml.params().items()}
     errors, curves, done = {}, {}, 0
-    adapted = _repeat(params, amplitude.shape[0])
+    adapted = expand_params(params, amplitude.shape[0])
     for s in sorted(steps):
         if s > done:
             adapted = torch.func.vmap(lambda p, b: _steps(maml, loss_fn, p, b, s - done))(adapted, (x, y))
@@ -163,5 +163,8 @@ def _steps(maml: MetaMAML, loss_fn, params: Params, batch, n: int) -> Params:
     return params
 
 
-def _repeat(params: Params, n: int) -> Params:
-    return {k: v.expand(n, *v.shape) for k, v in params.items()}
+def __getattr__(name: str):
+    """``TEST_SEED``, the old name of :data:`SINE_TEST_SEED`, stays importable (chapter 3 uses it)."""
+    if name == "TEST_SEED":
+        return SINE_TEST_SEED
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -8,12 +8,15 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-__all__ = ["Estimate", "bootstrap_ci", "difference_ci"]
+__all__ = ["Estimate", "bootstrap_ci", "difference_ci", "verdict", "VERDICTS"]
+
+#: The words :func:`verdict` chooses from: the CI of a difference is above 0, below 0, or contains it.
+VERDICTS = ("higher than", "lower than", "not measurably different from")
 
 
 @dataclass(frozen=True)
 class Estimate:
-    """A mean with a bootstrap confidence interval [low, high] over ``n`` samples."""
+    """A mean with a bootstrap confidence interval [low, high] over ``n`` samples. Defined in chapter 0 (``00_quick_tour``)."""
 
     mean: float
     low: float
@@ -36,7 +39,7 @@ def bootstrap_ci(values, confidence: float = 0.95, n_resamples: int = 10_000, se
     """Mean of ``values`` with a percentile-bootstrap confidence interval.
 
     Resamples with replacement ``n_resamples`` times using a seeded generator, so the
-    same values and seed always give the same interval.
+    same values and seed always give the same interval. Defined in chapter 0 (``00_quick_tour``).
     """
     values = np.asarray(values, dtype=np.float64).ravel()
     if values.size == 0:
@@ -59,7 +62,7 @@ def difference_ci(a, b, paired: bool = False, confidence: float = 0.95,
 
     ``paired=True`` resamples matched pairs (same tasks, same seeds), which removes the
     task-to-task spread from the comparison. An interval that contains 0 means "no
-    measurable difference".
+    measurable difference" (see :func:`verdict`). Defined in chapter 0 (``00_quick_tour``).
     """
     a = np.asarray(a, dtype=np.float64).ravel()
     b = np.asarray(b, dtype=np.float64).ravel()
@@ -75,3 +78,16 @@ def difference_ci(a, b, paired: bool = False, confidence: float = 0.95,
     alpha = (1.0 - confidence) / 2.0
     low, high = np.quantile(ma - mb, [alpha, 1.0 - alpha])
     return Estimate(float(a.mean() - b.mean()), float(low), float(high), int(min(a.size, b.size)), confidence)
+
+
+def verdict(difference: Estimate) -> str:
+    """The words for a difference ``a - b`` with its CI (e.g. from :func:`difference_ci`):
+    "higher than" when the whole interval is above 0, "lower than" when it is below 0, and
+    "not measurably different from" when it contains 0. The book writes "a is {verdict} b".
+    Defined in chapter 0 (``00_quick_tour``); used in every later chapter.
+    """
+    if difference.low > 0:
+        return VERDICTS[0]
+    if difference.high < 0:
+        return VERDICTS[1]
+    return VERDICTS[2]

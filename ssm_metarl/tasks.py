@@ -13,13 +13,16 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, fields
-from typing import Sequence
+from typing import NamedTuple, Sequence
 
 import gymnasium as gym
 import numpy as np
 from gymnasium.envs.classic_control.cartpole import CartPoleEnv, CartPoleVectorEnv
 
+from .validation import check_int
+
 __all__ = [
+    "compare_with_gymnasium", "GymnasiumComparison",
     "CartPoleTask", "TaskDistribution", "FAMILIES", "PHYSICS_RANGES", "get_family",
     "make_env", "make_vector_env", "CartPoleTaskEnv", "CartPoleTaskVectorEnv", "ENV_ID", "X_LIMIT",
 ]
@@ -65,9 +68,7 @@ class CartPoleTask:
                     or not -X_LIMIT < float(self.goal) < X_LIMIT:
                 raise ValueError(f"goal must be None or a number in (-{X_LIMIT}, {X_LIMIT}), got {self.goal!r}")
             object.__setattr__(self, "goal", float(self.goal))
-        if isinstance(self.max_steps, bool) or not isinstance(self.max_steps, (int, np.integer)) or self.max_steps <= 0:
-            raise ValueError(f"max_steps must be a positive int, got {self.max_steps!r}")
-        object.__setattr__(self, "max_steps", int(self.max_steps))
+        object.__setattr__(self, "max_steps", check_int("max_steps", self.max_steps))
 
     def reward(self, x):
         """Reward of a step that ends at cart position ``x`` (scalar or array): 1, or 1 - |x - goal|/2.4."""
@@ -164,11 +165,10 @@ class TaskDistribution:
 
     def sample(self, n: int, seed: int, split: str = "train") -> list[CartPoleTask]:
         """``n`` tasks drawn from ``split``'s distribution with ``np.random.default_rng(seed)``."""
-        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n <= 0:
-            raise ValueError(f"n must be a positive int, got {n!r}")
+        n = check_int("n", n)
         if split not in _SPLIT_SEEDS:
             raise ValueError(f"unknown split {split!r}; valid choices: {list(_SPLIT_SEEDS)}")
-        return self._draw(int(n), seed, split)
+        return self._draw(n, seed, split)
 
     @property
     def train(self) -> tuple[CartPoleTask, ...]:
@@ -295,3 +295,53 @@ def make_vector_env(tasks: Sequence[CartPoleTask], max_episode_steps: int | None
     _register()
     return gym.make_vec(ENV_ID, num_envs=len(tasks), vectorization_mode="vector_entry_point",
                         tasks=tasks, max_episode_steps=max_episode_steps)
+
+
+class GymnasiumComparison(NamedTuple):
+    """What :func:`compare_with_gymnasium` found (chapter 2)."""
+
+    max_diff: float  # largest |observation difference| over every compared step
+    same_end: bool  # every episode terminated at the same step in both simulators
+    steps: int  # steps compared
+
+
+def compare_with_gymnasium(task: CartPoleTask, n: int = 16, seed: int = 0) -> GymnasiumComparison:
+    """Play ``n`` episodes of ``task`` in :func:`make_vector_env` and, step for step with the same
+    actions, in Gymnasium's own ``CartPoleEnv`` (given the task's physics and the same start
+    state) and in :func:`make_env`; report the largest observation difference and whether every
+    episode ends at the same step. The actions are the rule a = [θ + 0.5 θ̇ > 0] (flipped on
+    flipped tasks) with 10% random ones, so episodes are long but still end.
+    Defined in chapter 2 (``02_cartpole_tasks``).
+    """
+    venv = make_vector_env([task] * n)
+    obs, _ = venv.reset(seed=seed)
+    refs, singles = [], []
+    for i in range(n):
+        ref = CartPoleEnv()  # Gymnasium's own class, which knows nothing of flips and goals
+        for name in _PHYSICS:  # set here by hand, not by the package's own _set_physics
+            setattr(ref, name, getattr(task, name))
+        ref.total_mass, ref.polemass_length = task.masscart + task.masspole, task.masspole * task.length
+        ref.reset(seed=0)
+        ref.state = venv.state[:, i].copy()  # the same start state
+        single = make_env(task)
+        single.reset(seed=0)
+        single.unwrapped.state = venv.state[:, i].copy()
+        refs.append(ref)
+        singles.append(single)
+    rng = np.random.default_rng(seed)
+    alive, max_diff, steps, same_end = np.ones(n, bool), 0.0, 0, True
+    while alive.any():
+        rule = (obs[:, 2] + 0.5 * obs[:, 3] > 0).astype(int)
+        actions = np.where(rng.random(n) < 0.1, rng.integers(0, 2, n), rule ^ int(task.flip))
+        obs, _, terminated, truncated, _ = venv.step(actions)
+        for i in np.flatnonzero(alive):
+            ref_obs, _, ref_terminated, _, _ = refs[i].step(int(actions[i] ^ int(task.flip)))
+            single_obs, _, single_terminated, _, _ = singles[i].step(int(actions[i]))
+            max_diff = max(max_diff, float(np.abs(obs[i] - ref_obs).max()), float(np.abs(single_obs - ref_obs).max()))
+            same_end &= bool(terminated[i]) == ref_terminated == single_terminated
+            steps += 1
+            alive[i] = not (terminated[i] or truncated[i])
+    venv.close()
+    for single in singles:
+        single.close()
+    return GymnasiumComparison(max_diff, bool(same_end), steps)

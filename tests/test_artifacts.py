@@ -41,8 +41,38 @@ def test_import_has_no_side_effects(tmp_path):
     import subprocess, sys
 
     before = set(os.listdir(tmp_path))
-    code = "import ssm_metarl, sys; assert 'gymnasium' not in sys.modules or True"
+    # no files, no output, no logging configuration, no change to torch's threads or global RNG
+    code = ("import logging, torch; threads = torch.get_num_threads(); state = torch.random.get_rng_state(); "
+            "import ssm_metarl; assert not logging.getLogger().handlers; "
+            "assert torch.get_num_threads() == threads and torch.equal(torch.random.get_rng_state(), state)")
     out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert out.stdout == "" and out.stderr == ""
     assert set(os.listdir(tmp_path)) == before
+
+
+def test_old_artifact_name_resolves_to_the_renamed_file():
+    from ssm_metarl import ALIASES, load_card
+
+    assert ALIASES == {"cartpole_hybrid_real_model": "cartpole_goal_maml"}
+    assert artifact_path("cartpole_hybrid_real_model.pth") == artifact_path("cartpole_goal_maml.pth")
+    card = load_card("cartpole_hybrid_real_model")
+    assert card == load_card("cartpole_goal_maml.json") == load_card("cartpole_goal_maml.pth")
+    assert card["name"] == "cartpole_goal_maml" and card["aliases"] == ["cartpole_hybrid_real_model"]
+    assert "--out models/cartpole_goal_maml.pth" in card["command"]
+
+
+def test_load_or_train_loads_when_present_and_trains_and_says_so_when_absent(tmp_path, monkeypatch, caplog):
+    from ssm_metarl import load_or_train
+
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "here.txt").write_text("shipped")
+    monkeypatch.setenv("SSM_METARL_MODELS", str(tmp_path / "models"))
+    trained = []
+    loaded = load_or_train("here.txt", train=lambda: trained.append(1) or "fresh", load=lambda p: p.read_text())
+    assert (loaded.value, loaded.trained, trained) == ("shipped", False, [])
+    assert loaded.source.endswith("here.txt")
+    with caplog.at_level("WARNING"):
+        fallback = load_or_train("absent.pth", train=lambda: "fresh", load=lambda p: 1 / 0)
+    assert (fallback.value, fallback.trained, fallback.source) == ("fresh", True, "trained now")
+    assert "absent.pth" in caplog.text and "training a small one" in caplog.text

@@ -73,7 +73,7 @@ def test_train_rejects_an_out_path_without_pth(tmp_path):
         main(["train", "--out", str(tmp_path / "model.pt")])
 
 
-SHIPPED = {"cartpole_hybrid_real_model": "goal", "cartpole_goal_multitask": "goal",
+SHIPPED = {"cartpole_goal_maml": "goal", "cartpole_goal_multitask": "goal",
            "cartpole_flip_maml": "flip", "cartpole_flip_multitask": "flip"}
 
 
@@ -92,7 +92,7 @@ def test_shipped_policy_loads_and_matches_its_card(name):
     assert len(card["log"]["epoch"]) == card["epochs_run"] and card["wall_seconds"] <= 600
     est = card["evaluation"]["estimates"]
     assert est["0"]["low"] <= est["0"]["mean"] <= est["0"]["high"] and est["0"]["n"] >= 40
-    if name == "cartpole_hybrid_real_model":  # the model card's configuration, meta-trained with MAML
+    if name == "cartpole_goal_maml":  # the model card's configuration, meta-trained with MAML
         assert (model.state_dim, model.input_dim, model.output_dim, model.hidden_dim) == (32, 4, 4, 64)
         assert card["parameters"] == 6744 and card["train_config"]["mode"] == "maml"
 
@@ -105,19 +105,19 @@ def test_shipped_sine_models_reproduce_their_cards(method):
     model = sine.load_sine_model(artifact_path(f"sine_{method}.pth"))
     assert card["method"] == method and f"--mode {method}" in card["command"]
     n = card["evaluation"]["mse"]["0"]["n"]
-    amplitude, phase = sine.SineTasks(sine.TEST_SEED).sample(n)
-    errors, _ = sine.sine_errors(model, amplitude, phase, steps=(0,), seed=sine.TEST_SEED + 1)
+    amplitude, phase = sine.SineTasks(sine.SINE_TEST_SEED).sample(n)
+    errors, _ = sine.sine_errors(model, amplitude, phase, steps=(0,), seed=sine.SINE_TEST_SEED + 1)
     assert errors[0].mean().item() == pytest.approx(card["evaluation"]["mse"]["0"]["mean"], rel=1e-5)
 
 
 def test_shipped_maml_policy_reproduces_its_cards_unadapted_returns():
     """Re-measure the card's 'before adaptation' column: same tasks, same seeds, same numbers."""
-    from ssm_metarl.maml import TEST_SEED, held_out_tasks
+    from ssm_metarl.meta_rl import TEST_SEED, held_out_tasks
     from ssm_metarl.rollout import collect
     from ssm_metarl.tasks import get_family
 
-    card = json.loads(artifact_path("cartpole_hybrid_real_model.json").read_text())
-    model = StateSpaceModel.load(artifact_path("cartpole_hybrid_real_model.pth"))
+    card = json.loads(artifact_path("cartpole_goal_maml.json").read_text())
+    model = StateSpaceModel.load(artifact_path("cartpole_goal_maml.pth"))
     tasks = held_out_tasks(get_family("goal"), card["evaluation"]["estimates"]["0"]["n"])
     per_task = card["evaluation"]["eval_episodes"]
     with torch.no_grad():

@@ -199,15 +199,16 @@ def test_sine_maml_improves_post_update_error_over_a_short_run():
     trained, _ = sine_errors(model, amplitude, phase, steps=(1,))
     untrained, _ = sine_errors(sine_model(seed=0), amplitude, phase, steps=(1,))
     assert trained[1].mean() < untrained[1].mean()
-    with pytest.raises(ValueError, match="choose one of"):
+    with pytest.raises(ValueError, match="valid choices"):
         train_sine("reptile", config)
 
 
 # ---------------------------------------------------------------------------------------------
 # The fast (batched-matmul) SSM path and MAML-RL
 # ---------------------------------------------------------------------------------------------
-from ssm_metarl.maml import (MetaRLConfig, TaskPolicy, evaluate_adaptation, meta_train, policy_gradient_loss,
-                             ssm_outputs, ssm_step)
+from ssm_metarl.meta_rl import MetaRLConfig, evaluate_adaptation, policy_gradient_loss
+from ssm_metarl.meta_run import meta_train
+from ssm_metarl.policy import SSMPolicy, TaskBatchedPolicy
 from ssm_metarl.rollout import collect
 from ssm_metarl.tasks import CartPoleTask
 
@@ -223,8 +224,8 @@ def test_batched_matmul_ssm_equals_the_module_for_every_task():
     model = StateSpaceModel(state_dim=5, input_dim=4, output_dim=3, hidden_dim=7).double()
     params = _per_task_params(model, 3)
     obs = torch.randn(3, 2, 6, 4, dtype=torch.float64)
-    out = ssm_outputs(model, params, obs)
-    y, h = ssm_step(model, params, obs[:, :, 0], torch.zeros(3, 2, 5, dtype=torch.float64))
+    out, _ = model.outputs(obs, params)
+    y, h = model.step(obs[:, :, 0], torch.zeros(3, 2, 5, dtype=torch.float64), params)
     for i in range(3):
         ys = unroll(model, {k: v[i] for k, v in params.items()}, obs[i])
         torch.testing.assert_close(out[i], ys)
@@ -238,7 +239,7 @@ def _rl_batch(model, n_tasks=3, episodes=2, steps=7, seed=0):
     mask = torch.ones(n_tasks, episodes, steps, dtype=torch.bool)
     mask[:, 0, 5:] = False  # one shorter episode per task
     with torch.no_grad():
-        out = ssm_outputs(model, {k: v.expand(n_tasks, *v.shape) for k, v in model.named_parameters()}, obs)
+        out, _ = model.outputs(obs, {k: v.expand(n_tasks, *v.shape) for k, v in model.named_parameters()})
         old = torch.log_softmax(out[..., :2], -1).gather(-1, actions[..., None])[..., 0]
     return {"obs": obs, "actions": actions, "mask": mask, "old_log_probs": old,
             "advantages": torch.randn(n_tasks, episodes, steps, generator=g, dtype=torch.float64) * mask}
@@ -250,11 +251,12 @@ def test_policy_gradient_meta_gradients_agree_batched_vmap_and_loop(first_order)
     model = StateSpaceModel(state_dim=4, input_dim=4, output_dim=2, hidden_dim=6).double()
     support, query = _rl_batch(model, seed=1), _rl_batch(model, seed=2)
     grads = {}
-    for name, fast, batched in (("matmul", True, True), ("vmap", False, True), ("loop", True, False),
-                                ("vmap-loop", False, False)):
+    loss = policy_gradient_loss(model)
+    for name, loss_fn, batched in (("matmul", loss, True), ("vmap", loss.one_task, True), ("loop", loss, False),
+                                   ("vmap-loop", loss.one_task, False)):
         model.zero_grad()
         maml = MetaMAML(model, inner_lr=0.5, inner_steps=2, first_order=first_order, batched=batched)
-        maml.meta_loss(policy_gradient_loss(model, fast=fast), support, query).backward()
+        maml.meta_loss(loss_fn, support, query).backward()
         grads[name] = _flat_grad(model)
     for name, g in grads.items():
         torch.testing.assert_close(g, grads["matmul"], rtol=1e-9, atol=1e-11, msg=name)
@@ -269,7 +271,9 @@ def test_policy_gradient_loss_at_the_collecting_weights_has_reinforce_gradient()
     batch = _rl_batch(model, n_tasks=1)
     params = {k: v.expand(1, *v.shape) for k, v in model.named_parameters()}
     g_ppo = torch.autograd.grad(policy_gradient_loss(model)(params, batch).sum(), list(model.parameters()))
-    log_probs, _ = rl.policy_log_probs(model, type("T", (), {"obs": batch["obs"][0], "actions": batch["actions"][0]}))
+    traj = type("T", (), {"obs": batch["obs"][0], "actions": batch["actions"][0],
+                          "rewards": torch.zeros_like(batch["advantages"][0])})
+    log_probs, _ = rl.policy_log_probs(model, traj)
     reinforce = rl.reinforce_loss(log_probs, batch["advantages"][0], batch["mask"][0])
     g_reinforce = torch.autograd.grad(reinforce, list(model.parameters()))
     for a, b in zip(g_ppo, g_reinforce):
@@ -280,17 +284,17 @@ def test_task_policy_runs_each_tasks_weights_on_its_own_episodes():
     torch.manual_seed(0)
     model = StateSpaceModel()
     params = _per_task_params(model, 3)
-    policy = TaskPolicy(model, params, episodes_per_task=2)
+    policy = TaskBatchedPolicy(SSMPolicy(model), params)
     obs, hidden = torch.randn(6, 4), torch.randn(6, 32).tanh()
-    y, h = policy(obs, hidden)
+    y, h = policy.step(obs, torch.zeros(6, dtype=torch.long), torch.zeros(6), hidden)
     for i in range(6):
         task_model = StateSpaceModel()
         task_model.load_state_dict({k: v[i // 2] for k, v in params.items()})
         y_ref, h_ref = task_model(obs[i:i + 1], hidden[i:i + 1])
         torch.testing.assert_close(y[i:i + 1], y_ref)
         torch.testing.assert_close(h[i:i + 1], h_ref)
-    with pytest.raises(ValueError, match="rows"):
-        policy(torch.randn(5, 4), torch.zeros(5, 32))
+    with pytest.raises(ValueError, match="split evenly"):
+        policy.step(torch.randn(5, 4), torch.zeros(5, dtype=torch.long), torch.zeros(5), torch.zeros(5, 32))
 
 
 def test_evaluate_adaptation_zero_steps_is_plain_evaluation_and_leaves_the_model_alone():

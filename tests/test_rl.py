@@ -5,9 +5,9 @@ import pytest
 import torch
 
 from ssm_metarl import StateSpaceModel
-from ssm_metarl.rl import (PPOConfig, ReinforceConfig, UpdateGuard, _ssm_outputs, action_log_probs,
-                           batch_baseline, discounted_returns, gae, masked_mean, normalize_advantages,
-                           policy_outputs, ppo_clip_loss, reinforce_loss, train_ppo, train_reinforce)
+from ssm_metarl.pg import PPOConfig, ReinforceConfig, train_ppo, train_reinforce
+from ssm_metarl.rl import (UpdateGuard, action_log_probs, batch_baseline, discounted_returns, gae, masked_mean,
+                           normalize_advantages, ppo_clip_loss, reinforce_loss, task_means)
 from ssm_metarl.tasks import CartPoleTask
 
 
@@ -82,16 +82,6 @@ def test_update_guard_skips_and_counts_non_finite_updates():
     torch.testing.assert_close(w.detach(), torch.ones(3) - 0.1 / math.sqrt(3))
 
 
-@pytest.mark.parametrize("bounded", [True, False])
-def test_fast_ssm_sequence_equals_step_by_step(bounded):
-    torch.manual_seed(1)
-    model = StateSpaceModel(32, 4, 4, 64, bounded=bounded)
-    obs = torch.randn(3, 25, 4)
-    step_by_step = policy_outputs(lambda x, h: model(x, h), obs, init_hidden=model.init_hidden)
-    torch.testing.assert_close(_ssm_outputs(model, obs, model.init_hidden(3)), step_by_step, atol=1e-6, rtol=1e-5)
-    torch.testing.assert_close(policy_outputs(model, obs), step_by_step, atol=1e-6, rtol=1e-5)
-
-
 def test_reinforce_and_ppo_improve_the_ssm_policy():
     for train, config in ((train_reinforce, ReinforceConfig(max_iters=12, target_return=None)),
                           (train_ppo, PPOConfig(max_iters=8, target_return=None))):
@@ -102,7 +92,8 @@ def test_reinforce_and_ppo_improve_the_ssm_policy():
         assert len(returns) == config.max_iters and result.skipped_updates == 0
         assert sum(returns[-3:]) / 3 > 1.5 * sum(returns[:3]) / 3, f"{result.algorithm} did not learn: {returns}"
         assert result.history["env_steps"] == sorted(result.history["env_steps"])
-        assert set(result.to_dict()) >= {"history", "skipped_updates", "solved"}
+        # every iteration took its policy step(s): REINFORCE one, PPO one per epoch
+        assert result.applied_updates == config.max_iters * getattr(config, "epochs", 1)
 
 
 def test_training_is_reproducible_and_validates_config():
@@ -113,10 +104,58 @@ def test_training_is_reproducible_and_validates_config():
         runs.append(train_reinforce(model, [CartPoleTask()], ReinforceConfig(max_iters=3, target_return=None,
                                                                               baseline="learned"), seed=3))
     assert runs[0].history["mean_return"] == runs[1].history["mean_return"]
-    with pytest.raises(ValueError, match="valid choices"):
-        train_reinforce(StateSpaceModel(32, 4, 4, 64), [CartPoleTask()], ReinforceConfig(baseline="mean"))
-    for bad in ({"lr": 0.0}, {"gamma": 1.5}, {"episodes_per_iter": 0}):
+    for bad in ({"baseline": "mean"}, {"lr": 0.0}, {"gamma": 1.5}, {"episodes_per_iter": 0}, {"critic_lr": -1.0},
+                {"max_seconds": 0}, {"eval_episodes": 2.5}):
         with pytest.raises(ValueError, match=next(iter(bad))):
             ReinforceConfig(**bad)
     with pytest.raises(ValueError, match="clip"):
         PPOConfig(clip=-0.1)
+
+
+# -- balanced over tasks ------------------------------------------------------------------------
+# Two tasks, two episodes each (task-major). Task 0 played 4 + 4 steps, task 1 only 1 + 1.
+BAL_MASK = torch.tensor([[1, 1, 1, 1], [1, 1, 1, 1], [1, 0, 0, 0], [1, 0, 0, 0]], dtype=torch.bool)
+BAL_X = torch.tensor([[1.0, 2.0, 3.0, 4.0], [0.0, 1.0, 2.0, 3.0], [10.0, 5.0, 5.0, 5.0], [20.0, 5.0, 5.0, 5.0]])
+
+
+def test_masked_mean_balanced_weighs_tasks_not_steps():
+    unbalanced = masked_mean(BAL_X, BAL_MASK)  # (16 + 10 + 20) / 10 steps
+    balanced = masked_mean(BAL_X, BAL_MASK, n_tasks=2)  # (mean of task 0 = 2, mean of task 1 = 15) / 2
+    assert float(unbalanced) == pytest.approx(4.6)
+    assert float(balanced) == pytest.approx(8.5)
+    torch.testing.assert_close(task_means(BAL_X.reshape(2, 2, 4), BAL_MASK.reshape(2, 2, 4)), torch.tensor([2.0, 15.0]))
+    # equal step counts per task: the two agree
+    even = torch.ones_like(BAL_MASK)
+    assert float(masked_mean(BAL_X, even, n_tasks=2)) == pytest.approx(float(masked_mean(BAL_X, even)))
+    with pytest.raises(ValueError, match="split evenly"):
+        masked_mean(BAL_X, BAL_MASK, n_tasks=3)
+
+
+def test_normalize_advantages_per_task_and_balanced_losses():
+    adv = normalize_advantages(BAL_X, BAL_MASK, n_tasks=2)
+    for k in range(2):
+        a, m = adv[2 * k:2 * k + 2], BAL_MASK[2 * k:2 * k + 2]
+        assert abs(float(masked_mean(a, m))) < 1e-5 and float(masked_mean(a ** 2, m)) == pytest.approx(1.0, abs=1e-4)
+    whole = normalize_advantages(BAL_X, BAL_MASK)
+    assert not torch.allclose(whole, adv)  # over the batch, task 1's large values set everyone's scale
+    log_probs = torch.randn(4, 4)
+    torch.testing.assert_close(reinforce_loss(log_probs, adv, BAL_MASK, n_tasks=2),
+                               -0.5 * sum(masked_mean(log_probs[2 * k:2 * k + 2] * adv[2 * k:2 * k + 2],
+                                                      BAL_MASK[2 * k:2 * k + 2]) for k in range(2)))
+    assert not torch.allclose(reinforce_loss(log_probs, adv, BAL_MASK, n_tasks=2), reinforce_loss(log_probs, adv, BAL_MASK))
+    old = log_probs - 0.1
+    torch.testing.assert_close(ppo_clip_loss(log_probs, old, adv, BAL_MASK, n_tasks=2),
+                               0.5 * sum(ppo_clip_loss(log_probs[2 * k:2 * k + 2], old[2 * k:2 * k + 2],
+                                                       adv[2 * k:2 * k + 2], BAL_MASK[2 * k:2 * k + 2]) for k in range(2)))
+
+
+def test_balance_tasks_changes_training_and_defaults_off():
+
+    assert ReinforceConfig().balance_tasks is False and PPOConfig().balance_tasks is False
+    tasks = [CartPoleTask(), CartPoleTask(flip=True)]
+    losses = {}
+    for balance in (False, True):
+        torch.manual_seed(0)
+        config = ReinforceConfig(max_iters=2, target_return=None, balance_tasks=balance)
+        losses[balance] = train_reinforce(StateSpaceModel(32, 4, 4, 64), tasks, config, seed=0).history["loss"]
+    assert losses[False] != losses[True]

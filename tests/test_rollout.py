@@ -5,7 +5,7 @@ import torch
 from gymnasium.envs.classic_control.cartpole import CartPoleEnv
 from torch.func import functional_call
 
-from ssm_metarl import StateSpaceModel, bootstrap_ci
+from ssm_metarl import StateSpaceModel
 from ssm_metarl.rl import policy_log_probs
 from ssm_metarl.rollout import LinearPolicy, collect, evaluate
 from ssm_metarl.tasks import CartPoleTask, get_family, make_env, make_vector_env
@@ -117,7 +117,7 @@ def test_stored_log_probs_equal_teacher_forced_ones_and_functional_weights():
     log_probs_fn, _ = policy_log_probs(fn, traj_fn, init_hidden=model.init_hidden)
     torch.testing.assert_close(log_probs_fn, log_probs, atol=1e-6, rtol=0)
     (log_probs_fn * traj.mask).sum().backward()
-    assert params["readout.2.weight"].grad.abs().sum() > 0
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in params.values())
 
 
 def test_fixed_rule_balances_normal_but_not_flipped_tasks():
@@ -130,7 +130,9 @@ def test_fixed_rule_balances_normal_but_not_flipped_tasks():
 def test_evaluate_ci_and_backends():
     random_policy = LinearPolicy(None)
     result = evaluate(random_policy, [CartPoleTask()], episodes=60, seed=5, greedy=False)
-    assert result.ci == bootstrap_ci(result.returns, seed=5)
+    normal = 1.96 * result.returns.std(ddof=1) / np.sqrt(result.returns.size)  # the CLT's interval, independently
+    assert result.mean == pytest.approx(result.returns.mean())
+    assert result.ci.high - result.ci.low == pytest.approx(2 * normal, rel=0.25)
     assert result.ci.low < result.mean < result.ci.high and result.returns.shape == (60,)
     assert 10 < result.mean < 40
     more = evaluate(random_policy, [CartPoleTask()], episodes=600, seed=5, greedy=False)

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from ssm_metarl import CheckpointError, DiagonalSSM, StateSpaceModel, discretize, parallel_scan
-from ssm_metarl.ssm import MODES
+from ssm_metarl.s4d import COMPUTE_MODES as MODES
 
 # Tolerances for "the three modes compute the same output", relative to the output's scale.
 # float64: the modes differ only by rounding order, so agreement is near machine precision.
@@ -211,7 +211,7 @@ def test_stable_continuous_eigenvalues_stay_inside_the_unit_circle(method):
 
 
 @pytest.mark.parametrize("kwargs, expected", [
-    ({"method": "euler"}, r"method must be one of \('zoh', 'bilinear'\)"),
+    ({"method": "euler"}, r"unknown method 'euler'; valid choices: \('zoh', 'bilinear'\)"),
     ({"dt": 0.0}, "dt must be positive"),
     ({"dt": torch.tensor([0.1, -1.0])}, "dt must be positive"),
     ({"A": torch.tensor([0.0, -1.0])}, "zoh needs every A != 0"),
@@ -358,14 +358,14 @@ def test_same_seed_same_weights():
     (lambda m: m(torch.randn(2, 10, 5)), r"u must have shape \(B, L, 4\) with L >= 1, got \(2, 10, 5\)"),
     (lambda m: m(torch.randn(10, 4)), r"u must have shape \(B, L, 4\)"),
     (lambda m: m(torch.randn(2, 0, 4)), r"with L >= 1"),
-    (lambda m: m(torch.randn(2, 10, 4), mode="loop"), r"mode must be one of \('recurrence', 'scan', 'fft'\)"),
+    (lambda m: m(torch.randn(2, 10, 4), mode="loop"), r"unknown mode 'loop'; valid choices: \('recurrence', 'scan', 'fft'\)"),
     (lambda m: m(torch.randn(2, 10, 4), mode="scan", chunk=0), "chunk must be a positive int, got 0"),
     (lambda m: m(torch.randn(2, 10, 4), mode="scan", chunk=2.5), "chunk must be a positive int, got 2.5"),
     (lambda m: m.chunked_scan(torch.randn(2, 10, 5)), r"u must have shape \(B, L, 4\)"),
     (lambda m: m.step(torch.randn(2, 3), m.init_state(2)), r"u_t must have shape \(B, 4\)"),
     (lambda m: m.step(torch.randn(2, 4), m.init_state(3)), r"state must have shape \(2, 4, 3\)"),
     (lambda m: m.init_state(-1), "batch_size must be a positive int"),
-    (lambda m: DiagonalSSM(4, 3, method="euler"), "method must be one of"),
+    (lambda m: DiagonalSSM(4, 3, method="euler"), "unknown method 'euler'; valid choices"),
     (lambda m: DiagonalSSM(0, 3), "channels must be a positive int"),
     (lambda m: DiagonalSSM(4, 3, dt_min=0.5, dt_max=0.1), "need 0 < dt_min <= dt_max"),
 ])

@@ -43,3 +43,12 @@ def test_difference_ci_detects_a_real_gap_and_not_noise():
     assert same.low < 0 < same.high
     paired = difference_ci(a, a - 0.5, paired=True)
     assert paired.low == pytest.approx(0.5) and paired.high == pytest.approx(0.5)
+
+
+def test_verdict_words_follow_the_ci():
+    from ssm_metarl.stats import Estimate, verdict
+
+    assert verdict(Estimate(2.0, 0.5, 3.0, 10)) == "higher than"
+    assert verdict(Estimate(-2.0, -3.0, -0.5, 10)) == "lower than"
+    assert verdict(Estimate(0.1, -0.2, 0.4, 10)) == "not measurably different from"
+    assert verdict(Estimate(0.0, 0.0, 1.0, 10)) == "not measurably different from"  # 0 is inside

@@ -127,5 +127,37 @@ def test_vector_env_takes_per_environment_physics():
         make_vector_env([])
 
 
-def test_families_are_documented():
-    assert set(FAMILIES) == {"standard", "flip", "goal", "physics"}
+def test_every_family_component_draws_what_its_description_says():
+    """Each component of FAMILIES changes exactly the task fields its description names."""
+    changed = {}
+    for name in FAMILIES:
+        tasks = get_family(name).sample(20, seed=0)
+        default = CartPoleTask()
+        changed[name] = {field for field in default.to_dict()
+                         if any(getattr(t, field) != getattr(default, field) for t in tasks)}
+    assert changed["standard"] == set()
+    assert changed["flip"] == {"flip"}
+    assert changed["goal"] == {"goal", "max_steps"}
+    assert changed["physics"] == set(PHYSICS_RANGES["train"])
+    for name, fields in changed.items():  # the description mentions what the component draws
+        assert name == "standard" or all(f.split("_")[0][:4] in FAMILIES[name].lower() for f in fields
+                                         if f != "max_steps"), (name, fields, FAMILIES[name])
+
+
+@pytest.mark.filterwarnings("ignore:.*already returned terminated")  # the broken simulator ends episodes late
+def test_compare_with_gymnasium_finds_the_simulators_equal_and_can_fail(monkeypatch):
+    from ssm_metarl import tasks
+
+    result = tasks.compare_with_gymnasium(CartPoleTask(flip=True), n=4)
+    assert result.max_diff <= 1e-6 and result.same_end and result.steps > 4 * 30
+    # a simulator with a wrong constant is caught
+    monkeypatch.setattr(tasks.CartPoleTaskVectorEnv, "step", _gravity_off(tasks.CartPoleTaskVectorEnv.step))
+    broken = tasks.compare_with_gymnasium(CartPoleTask(), n=4)
+    assert broken.max_diff > 1e-3
+
+
+def _gravity_off(step):
+    def wrong(self, action):
+        self.gravity = self.gravity * 0.5
+        return step(self, action)
+    return wrong

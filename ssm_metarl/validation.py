@@ -1,0 +1,43 @@
+"""Argument checks shared by every config and function: one message per kind of mistake.
+
+Each check raises ``ValueError`` naming the field, the value it got and what it needs.
+Used by every chapter's configs (first in chapter 1, ``01_state_space_models``).
+"""
+from __future__ import annotations
+
+import math
+import numbers
+
+__all__ = ["check_int", "check_positive", "check_unit_interval", "check_choice"]
+
+
+def check_int(name: str, value, minimum: int = 1) -> int:
+    """``value`` as an int if it is an integer (not a bool) ``>= minimum``; else a ValueError naming ``name``.
+
+    ``minimum=1`` is the positive-int check. Defined for chapter 1 (``01_state_space_models``).
+    """
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+        need = "a positive int" if minimum == 1 else f"an int >= {minimum}"
+        raise ValueError(f"{name} must be {need}, got {value!r}")
+    return int(value)
+
+
+def check_positive(name: str, value) -> float:
+    """``value`` as a float if it is a finite number > 0; else a ValueError naming ``name`` (chapter 2)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not (math.isfinite(value) and value > 0):
+        raise ValueError(f"{name} must be a positive finite number, got {value!r}")
+    return float(value)
+
+
+def check_unit_interval(name: str, value) -> float:
+    """``value`` if it lies in [0, 1] (a discount, a GAE lambda); else a ValueError naming ``name`` (chapter 2)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0.0 <= value <= 1.0:
+        raise ValueError(f"{name} must be in [0, 1], got {value!r}")
+    return float(value)
+
+
+def check_choice(name: str, value, choices) -> str:
+    """``value`` if it is one of ``choices``; else a ValueError listing them (chapter 2)."""
+    if value not in choices:
+        raise ValueError(f"unknown {name} {value!r}; valid choices: {tuple(choices)}")
+    return value

@@ -93,16 +93,30 @@ def glue_all(prefix: str, value: Any, digits: int = 1, glue: Callable | None = N
       Estimates gives ``prefix_key_mean``, ...).
 
     Numpy and torch scalars become plain Python numbers. ``glue`` replaces
-    ``myst_nb.glue`` (the tests pass a recorder).
+    ``myst_nb.glue`` (the tests pass a recorder). Without myst-nb (in Colab) nothing is
+    glued and the names are still returned.
     """
     if not prefix or not prefix.replace("_", "a").isalnum():
         raise ValueError(f"glue names are letters, digits and underscores; got prefix {prefix!r}")
     names = _flatten(prefix, value, digits)
-    if glue is None:
-        from myst_nb import glue
-    for name, item in names.items():
-        glue(name, item, display=False)
+    glue = glue or _myst_nb_glue()
+    if glue is not None:
+        for name, item in names.items():
+            glue(name, item, display=False)
     return names
+
+
+def _myst_nb_glue():
+    """``myst_nb.glue``, or None where myst-nb is not installed (Colab, a plain Jupyter).
+
+    Gluing only matters when Jupyter Book builds the page; a reader running the notebook
+    elsewhere sees the computed values in the cells' own outputs.
+    """
+    try:
+        from myst_nb import glue
+    except ImportError:
+        return None
+    return glue
 
 
 def results_table(rows: Sequence[Sequence[Any] | Mapping[str, Any]], columns: Sequence[str] = RESULTS_COLUMNS,

@@ -127,10 +127,17 @@ def glue_figure(name: str, figure, show: bool = True) -> None:
     Colab sees it under the cell. In the book, tag that cell ``remove-output``: the page
     then shows the figure once, with its caption, where the ``{glue:figure}`` stands.
     Closing a matplotlib figure stops the inline backend from drawing it a second time.
+    Without myst-nb (in Colab) the figure is only displayed.
     """
-    from myst_nb import glue
+    from .display import _myst_nb_glue
 
-    glue(name, figure, display=show)
+    glue = _myst_nb_glue()
+    if glue is not None:
+        glue(name, figure, display=show)
+    elif show:  # no myst-nb (Colab): just show it
+        from IPython.display import display
+
+        display(figure)
     if isinstance(figure, mpl.figure.Figure):
         import matplotlib.pyplot as plt
 

@@ -276,3 +276,36 @@ def test_book_css_is_picked_up_and_styles_captions_and_wide_maths():
     css = (ROOT / "_static" / "book.css").read_text()
     assert "figcaption" in css and "color: var(--pst-color-text-base)" in css
     assert re.search(r"div\.math[^{]*\{[^}]*overflow-x: auto", css)
+
+
+# --- .ci/colab_first_cell.py: the Colab simulation's rewrite of each first cell ---
+
+def _load(name):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, ROOT / ".ci" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+colab_first_cell = _load("colab_first_cell")
+
+
+def test_colab_sim_reads_the_repository_url_like_yaml_does():
+    assert colab_first_cell.repository_url((ROOT / "_config.yml").read_text()) == REPO_URL
+
+
+@pytest.mark.parametrize("md", CHAPTERS, ids=lambda p: p.stem)
+def test_colab_sim_points_every_first_cell_at_the_local_checkout(md, tmp_path):
+    first = next(c.source for c in jupytext.read(md).cells if c.cell_type == "code")
+    name = REPO_URL.rsplit("/", 1)[1]
+    rewritten = colab_first_cell.rewrite(first, REPO_URL, ROOT, tmp_path)
+    assert REPO_URL not in rewritten and f'"/content/{name}"' not in rewritten
+    assert f'"file://{ROOT}"' in rewritten and f'"{tmp_path}/content/{name}"' in rewritten
+    assert rewritten.replace(f'"file://{ROOT}"', f'"{REPO_URL}"').replace(f'"{tmp_path}/content/{name}"', f'"/content/{name}"') == first
+
+
+def test_colab_sim_refuses_a_first_cell_of_another_shape(tmp_path):
+    with pytest.raises(SystemExit, match="changed shape"):
+        colab_first_cell.rewrite("!pip install ssm-metarl", REPO_URL, ROOT, tmp_path)

@@ -111,3 +111,8 @@ def test_import_stays_light():
     code = "import sys, ssm_metarl.display; print('myst_nb' in sys.modules, 'IPython' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split() == ["False", "False"]
+
+
+def test_without_myst_nb_nothing_is_glued_but_names_are_returned(monkeypatch):
+    monkeypatch.setitem(sys.modules, "myst_nb", None)  # import myst_nb now raises ImportError, as in Colab
+    assert glue_all("answer", 42.0) == {"answer": 42.0}

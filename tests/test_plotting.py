@@ -109,3 +109,16 @@ def test_animation_html_embeds_one_readable_gif_per_episode():
 
 def test_colours_are_distinct():
     assert len(set(plotting.COLORS.values())) == len(plotting.COLORS)
+
+
+def test_glue_figure_without_myst_nb_displays_and_closes(monkeypatch):
+    import sys
+
+    import IPython.display
+
+    shown = []
+    monkeypatch.setitem(sys.modules, "myst_nb", None)
+    monkeypatch.setattr(IPython.display, "display", lambda obj: shown.append(obj))
+    fig, _ = plt.subplots()
+    glue_figure("fig_x", fig)
+    assert shown == [fig] and not plt.fignum_exists(fig.number)

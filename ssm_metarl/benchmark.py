@@ -156,11 +156,10 @@ def bench_rollout(args) -> dict:
     like a trained policy). Each on one thread and on all of torch's threads.
     Chapter 2 (``02_cartpole_tasks``) explains it.
     """
-    from .rollout import collect, naive_rollout
+    from .rollout import rollout_rates
     from .ssm import StateSpaceModel, balancing_ssm
-    from .tasks import CartPoleTask
 
-    n_envs, naive_steps, repeats = 1024, 2000, 3
+    n_envs, naive_steps, rounds = 1024, 2000, 3
     with torch.random.fork_rng():
         torch.manual_seed(args.seed)
         untrained = StateSpaceModel(32, 4, 4, 64)
@@ -169,16 +168,14 @@ def bench_rollout(args) -> dict:
     for threads in sorted({1, torch.get_num_threads()}):
         with torch_threads(threads):
             for name, model in (("untrained", untrained), ("balancing", balancing)):
-                batched_steps = collect(model, [CartPoleTask()], n_envs, seed=args.seed).num_steps
-                seconds = time_interleaved({"naive": lambda: naive_rollout(model, naive_steps, args.seed),
-                                            "batched": lambda: collect(model, [CartPoleTask()], n_envs, seed=args.seed)},
-                                           repeats=repeats)
-                naive_rate, batched_rate = naive_steps / seconds["naive"], batched_steps / seconds["batched"]
-                rows.append({"threads": threads, "policy": name, "batched_steps_played": batched_steps,
-                             "naive_steps_per_s": round(naive_rate), "batched_steps_per_s": round(batched_rate),
-                             "speedup": round(batched_rate / naive_rate, 1)})
+                rates = rollout_rates(model, (n_envs,), naive_steps, rounds=rounds, seed=args.seed, max_steps=None)
+                rows.append({"threads": threads, "policy": name, "batched_steps_played": rates.played[n_envs],
+                             "naive_steps_per_s": round(rates.rate("naive")),
+                             "batched_steps_per_s": round(rates.rate(n_envs)),
+                             "speedup": str(rates.speedup(n_envs))})
     return {"benchmark": "rollout", "what": f"env steps per second, naive 1-env loop ({naive_steps} steps) vs "
-                                            f"collect() on {n_envs} envs, best of {repeats} interleaved runs",
+                                            f"collect() on {n_envs} envs, {rounds} interleaved rounds; speed-up: "
+                                            "mean per-round ratio [95% bootstrap CI]",
             "target": "speedup >= 150", "load_average_1min": _load_average(), "rows": rows}
 
 

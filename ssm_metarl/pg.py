@@ -169,6 +169,22 @@ def _solve_check(policy, tasks, cfg, seed: int, result: TrainResult) -> bool:
     return real.mean >= cfg.target_return
 
 
+def _play(policy, tasks, cfg, seed: int, iteration: int):
+    """The iteration's batch of episodes, and ``n_tasks`` for balancing (None: every step weighs the same)."""
+    ep_tasks, per_task = _episode_tasks(tasks, cfg.episodes_per_iter, iteration)
+    traj = collect(policy, ep_tasks, per_task, seed=seed * 100_003 + iteration)
+    return traj, (len(traj.tasks) if cfg.balance_tasks else None)
+
+
+def _done(policy, tasks, cfg, seed: int, result: TrainResult, start: float, seconds: float, env_steps: int,
+          mean_return: float) -> bool:
+    """Solved (greedy, checked in real Gymnasium; recorded in ``result``) or out of budget."""
+    if cfg.target_return is not None and mean_return >= cfg.eval_trigger and _solve_check(policy, tasks, cfg, seed, result):
+        result.solved, result.solved_at_seconds, result.solved_at_steps = True, time.perf_counter() - start, env_steps
+        return True
+    return seconds >= cfg.max_seconds or (cfg.max_env_steps is not None and env_steps >= cfg.max_env_steps)
+
+
 def train_reinforce(policy: nn.Module, tasks: Sequence[CartPoleTask], config: ReinforceConfig | None = None,
                     seed: int = 0, progress: bool = False) -> TrainResult:
     """Train ``policy`` on ``tasks`` with REINFORCE and a baseline; stops at the target or at a budget (iterations, steps, seconds).
@@ -180,15 +196,12 @@ def train_reinforce(policy: nn.Module, tasks: Sequence[CartPoleTask], config: Re
     optimizer = torch.optim.Adam(policy.parameters(), lr=cfg.lr)
     critic_opt = torch.optim.Adam(critic.parameters(), lr=cfg.critic_lr) if critic else None
     guard, critic_guard = UpdateGuard(cfg.max_grad_norm), UpdateGuard(cfg.max_grad_norm)
-    result = TrainResult("reinforce", asdict(cfg), seed)
-    start, env_steps = time.perf_counter(), 0
+    result, start, env_steps = TrainResult("reinforce", asdict(cfg), seed), time.perf_counter(), 0
 
     for it in progress_bar(range(cfg.max_iters), enabled=progress, desc="REINFORCE"):
         # 1. Play a batch of episodes with the current policy (no gradients).
-        ep_tasks, per_task = _episode_tasks(tasks, cfg.episodes_per_iter, it)
-        traj = collect(policy, ep_tasks, per_task, seed=seed * 100_003 + it)
+        traj, n_tasks = _play(policy, tasks, cfg, seed, it)
         env_steps += traj.num_steps
-        n_tasks = len(traj.tasks) if cfg.balance_tasks else None  # None: every step weighs the same
         # 2. Returns-to-go, minus a baseline, give the advantages.
         returns = discounted_returns(traj.rewards, traj.mask, cfg.gamma)
         if cfg.baseline == "batch":
@@ -212,10 +225,7 @@ def train_reinforce(policy: nn.Module, tasks: Sequence[CartPoleTask], config: Re
         log_row(result.history, iteration=it, env_steps=env_steps, seconds=seconds, mean_return=mean_return,
                  loss=float(loss.detach()), entropy=float(masked_mean(entropy.detach(), traj.mask)), grad_norm=guard.last_grad_norm)
         # 4. Stop when solved (greedy, checked in real Gymnasium) or out of budget.
-        if cfg.target_return is not None and mean_return >= cfg.eval_trigger and _solve_check(policy, tasks, cfg, seed, result):
-            result.solved, result.solved_at_seconds, result.solved_at_steps = True, time.perf_counter() - start, env_steps
-            break
-        if seconds >= cfg.max_seconds or (cfg.max_env_steps is not None and env_steps >= cfg.max_env_steps):
+        if _done(policy, tasks, cfg, seed, result, start, seconds, env_steps, mean_return):
             break
     result.skipped_updates, result.applied_updates = guard.skipped + critic_guard.skipped, guard.applied
     return result
@@ -233,15 +243,12 @@ def train_ppo(policy: nn.Module, tasks: Sequence[CartPoleTask], config: PPOConfi
     optimizer = torch.optim.Adam(policy.parameters(), lr=cfg.lr)
     critic_opt = torch.optim.Adam(critic.parameters(), lr=cfg.critic_lr)
     guard, critic_guard = UpdateGuard(cfg.max_grad_norm), UpdateGuard(cfg.max_grad_norm)
-    result = TrainResult("ppo", asdict(cfg), seed)
-    start, env_steps = time.perf_counter(), 0
+    result, start, env_steps = TrainResult("ppo", asdict(cfg), seed), time.perf_counter(), 0
 
     for it in progress_bar(range(cfg.max_iters), enabled=progress, desc="PPO"):
         # 1. Play a batch of episodes; collect() keeps the acting policy's log-probabilities.
-        ep_tasks, per_task = _episode_tasks(tasks, cfg.episodes_per_iter, it)
-        traj = collect(policy, ep_tasks, per_task, seed=seed * 100_003 + it)
+        traj, n_tasks = _play(policy, tasks, cfg, seed, it)
         env_steps += traj.num_steps
-        n_tasks = len(traj.tasks) if cfg.balance_tasks else None  # None: every step weighs the same
         old_log_probs = traj.log_probs
         with torch.no_grad():
             advantages = gae(traj.rewards, critic(traj.obs), traj.mask, cfg.gamma, cfg.gae_lambda)
@@ -263,10 +270,7 @@ def train_ppo(policy: nn.Module, tasks: Sequence[CartPoleTask], config: PPOConfi
         log_row(result.history, iteration=it, env_steps=env_steps, seconds=seconds, mean_return=mean_return,
                  loss=float(policy_loss.detach()), entropy=float(masked_mean(entropy.detach(), traj.mask)),
                  value_loss=float(critic_loss.detach()), grad_norm=guard.last_grad_norm)
-        if cfg.target_return is not None and mean_return >= cfg.eval_trigger and _solve_check(policy, tasks, cfg, seed, result):
-            result.solved, result.solved_at_seconds, result.solved_at_steps = True, time.perf_counter() - start, env_steps
-            break
-        if seconds >= cfg.max_seconds or (cfg.max_env_steps is not None and env_steps >= cfg.max_env_steps):
+        if _done(policy, tasks, cfg, seed, result, start, seconds, env_steps, mean_return):
             break
     result.skipped_updates, result.applied_updates = guard.skipped + critic_guard.skipped, guard.applied
     return result

@@ -23,9 +23,10 @@ import torch
 from .policy import N_ACTIONS, LinearPolicy, as_policy, select_actions
 from .stats import Estimate, bootstrap_ci
 from .tasks import CartPoleTask, make_env, make_vector_env
+from .timing import time_rounds
 from .validation import check_int
 
-__all__ = ["Trajectories", "EvalResult", "collect", "evaluate", "naive_rollout",
+__all__ = ["Trajectories", "EvalResult", "collect", "evaluate", "naive_rollout", "RolloutRates", "rollout_rates",
            "LinearPolicy", "select_actions"]  # the last two live in ssm_metarl.policy
 
 
@@ -237,3 +238,39 @@ def naive_rollout(model, steps: int = 500, seed: int = 0) -> int:
             hidden, prev_action, prev_reward = policy.initial_state(1), torch.full((1,), -1), torch.zeros(1)
     env.close()
     return steps
+
+
+@dataclass
+class RolloutRates:
+    """Environment steps per second of :func:`naive_rollout` and of :func:`collect` at several batch
+    sizes, timed in interleaved rounds by :func:`rollout_rates`. Defined in chapter 2 (``02_cartpole_tasks``)."""
+
+    sizes: list[int]  # N, the episodes collect() steps together
+    naive_steps: int  # steps the naive loop plays per round
+    played: dict[int, int]  # steps collect() played at each N (finished episodes do not count)
+    seconds: dict  # "naive" or N -> wall seconds of each round
+
+    def rate(self, name) -> float:
+        """Steps per second of ``"naive"`` or of ``collect`` at N = ``name``, in its least disturbed round."""
+        steps = self.naive_steps if name == "naive" else self.played[name]
+        return steps / min(self.seconds[name])
+
+    def speedup(self, n: int) -> Estimate:
+        """How many times more steps per second ``collect`` at N = ``n`` plays than the naive loop:
+        the mean of the per-round ratios, with a 95% bootstrap CI over rounds."""
+        return bootstrap_ci([(self.played[n] / batched) / (self.naive_steps / naive)
+                             for batched, naive in zip(self.seconds[n], self.seconds["naive"])])
+
+
+def rollout_rates(model, sizes=(1, 16, 128, 1024), naive_steps: int = 500, rounds: int = 3, seed: int = 0,
+                  max_steps: int | None = 200, task: CartPoleTask | None = None) -> RolloutRates:
+    """Time :func:`naive_rollout` (``naive_steps`` steps) against :func:`collect` with N episodes at once
+    for each N in ``sizes`` (episodes capped at ``max_steps``), the variants taking turns in each of
+    ``rounds`` rounds. Use a policy whose episodes run long (e.g. :func:`ssm_metarl.ssm.balancing_ssm`),
+    as a trained one's do. Defined in chapter 2 (``02_cartpole_tasks``).
+    """
+    task = task or CartPoleTask()
+    played = {n: collect(model, [task], n, seed=seed, max_steps=max_steps).num_steps for n in sizes}
+    variants = {"naive": lambda: naive_rollout(model, naive_steps, seed)}
+    variants.update({n: (lambda n=n: collect(model, [task], n, seed=seed, max_steps=max_steps)) for n in sizes})
+    return RolloutRates(list(sizes), naive_steps, played, time_rounds(variants, rounds=rounds, warmup=0))

@@ -144,3 +144,18 @@ def test_evaluate_ci_and_backends():
         evaluate(RULE, [CartPoleTask()], backend="jax")
     with pytest.raises(ValueError, match="episodes_per_task"):
         collect(RULE, [CartPoleTask()], episodes_per_task=0)
+
+
+def test_balancing_ssm_balances_and_rollout_rates_count_played_steps():
+    from ssm_metarl import balancing_ssm
+    from ssm_metarl.rollout import naive_rollout, rollout_rates
+
+    model = balancing_ssm()
+    assert torch.all(collect(model, [CartPoleTask()], 4, seed=0, greedy=True).returns == 500)
+    assert naive_rollout(model, steps=30, seed=0) == 30
+    rates = rollout_rates(model, sizes=(1, 4), naive_steps=30, rounds=2, max_steps=50)
+    assert rates.played == {1: 50, 4: 200}  # every episode balances to the cap
+    assert set(rates.seconds) == {"naive", 1, 4} and all(len(t) == 2 for t in rates.seconds.values())
+    assert rates.rate(4) == pytest.approx(200 / min(rates.seconds[4]))
+    ratio = rates.speedup(4)
+    assert ratio.n == 2 and ratio.low <= ratio.mean <= ratio.high

@@ -120,14 +120,15 @@ def smoothed_curve(ax, x, values, width: int = 5, **kwargs):
     return line
 
 
-def glue_figure(name: str, figure, show: bool = True) -> None:
+def glue_figure(name: str, figure, show: bool = False) -> None:
     """Glue ``figure`` under ``name`` for a ``{glue:figure}`` directive, then close it.
 
-    With ``show=True`` the figure is also the cell's output, so a reader in Jupyter or
-    Colab sees it under the cell. In the book, tag that cell ``remove-output``: the page
-    then shows the figure once, with its caption, where the ``{glue:figure}`` stands.
-    Closing a matplotlib figure stops the inline backend from drawing it a second time.
-    Without myst-nb (in Colab) the figure is only displayed.
+    The chapters draw a figure in a visible cell tagged ``remove-output`` (so a reader in
+    Jupyter or Colab sees it under that cell, and the book does not show it twice), then
+    call this in a ``remove-cell`` cell: the page shows the figure once, with its caption,
+    where the ``{glue:figure}`` stands. With ``show=True`` the figure is also this cell's
+    output. Closing a matplotlib figure stops the inline backend from drawing it again.
+    Without myst-nb (in Colab) nothing is glued; ``show=True`` then only displays it.
     """
     from .display import _myst_nb_glue
 

@@ -113,7 +113,7 @@ def test_glued_figures_are_closed_so_the_page_shows_them_once(md):
             assert f"plt.close({figure})" in cell.source, f"{md.name}: glued figure {figure!r} is not closed"
 
 
-def _mini_book(tmp_path: Path, code: str, prose: str) -> Path:
+def _mini_book(tmp_path: Path, code: str, prose: str, body: str | None = None) -> Path:
     """A one-page book with the project's own execution, parsing and Sphinx settings."""
     config = {key: CONFIG[key] for key in ("execute", "parse")}
     # The bibliography settings need the bibtex extension the mini book has no use for.
@@ -122,7 +122,8 @@ def _mini_book(tmp_path: Path, code: str, prose: str) -> Path:
     (tmp_path / "_config.yml").write_text(yaml.safe_dump(config))
     (tmp_path / "_toc.yml").write_text("format: jb-book\nroot: page\n")
     front = (ROOT / "book" / "00_quick_tour.md").read_text().split("---", 2)[1]
-    (tmp_path / "page.md").write_text(f"---{front}---\n\n# Page\n\n```{{code-cell}} ipython3\n{code}\n```\n\n{prose}\n")
+    body = body or f"```{{code-cell}} ipython3\n{code}\n```\n\n{prose}\n"
+    (tmp_path / "page.md").write_text(f"---{front}---\n\n# Page\n\n{body}")
     return tmp_path
 
 
@@ -309,3 +310,69 @@ def test_colab_sim_points_every_first_cell_at_the_local_checkout(md, tmp_path):
 def test_colab_sim_refuses_a_first_cell_of_another_shape(tmp_path):
     with pytest.raises(SystemExit, match="changed shape"):
         colab_first_cell.rewrite("!pip install ssm-metarl", REPO_URL, ROOT, tmp_path)
+
+
+PATTERN_PAGE = """
+```{code-cell} ipython3
+import matplotlib.pyplot as plt
+from ssm_metarl.stats import Estimate
+
+estimate = Estimate(25.04, 22.11, 28.06, 100)
+```
+
+```{code-cell} ipython3
+:tags: [remove-cell]
+from ssm_metarl.display import glue_all, results_table
+from ssm_metarl.plotting import glue_figure
+```
+
+```{code-cell} ipython3
+:tags: [remove-output]
+fig, ax = plt.subplots()
+ax.plot([1, 2, 3])
+```
+
+```{code-cell} ipython3
+:tags: [remove-cell]
+glue_figure("fig_demo", fig)
+glue_all("est", estimate)
+```
+
+The mean is {glue:text}`est_mean:.1f`, with a 95% CI of {glue:text}`est_ci`.
+
+```{glue:figure} fig_demo
+:name: fig-demo
+
+A line that goes up.
+```
+
+## What we measured
+
+```{code-cell} ipython3
+:tags: [remove-input]
+results_table([("random policy", estimate, "the card's 9.4 (reported)")])
+```
+
+## Exercises
+
+1. Do it again.
+
+```{admonition} Solution
+:class: dropdown
+You should see the same line.
+```
+"""
+
+
+def test_the_chapter_pattern_renders_as_the_checker_wants(tmp_path):
+    # One figure (drawn in a remove-output cell, glued from a remove-cell), glued numbers,
+    # a results table from a remove-input cell, and a collapsed solution.
+    book = _mini_book(tmp_path, "", "", body=PATTERN_PAGE)
+    result = _build(book)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    html = (book / "_build" / "html" / "page.html").read_text()
+    assert check_html.check_page("page.html", html, chapter=True) == []
+    assert re.search(r'The mean is <span class="pasted-text">25\.0</span>, with a 95% CI of <span class="pasted-text">\[22\.1, 28\.1\]</span>', html)
+    assert html.count("<img") == 1, "the figure must appear once"
+    assert re.search(r"<td><p>25\.0 \[22\.1, 28\.1\]</p></td>", html), "the results table must render as a table"
+    assert "glue" not in html.split('id="what-we-measured"')[0].split("</h1>", 1)[1].replace("glue-", "").replace("pasted", "")

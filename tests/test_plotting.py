@@ -121,4 +121,7 @@ def test_glue_figure_without_myst_nb_displays_and_closes(monkeypatch):
     monkeypatch.setattr(IPython.display, "display", lambda obj: shown.append(obj))
     fig, _ = plt.subplots()
     glue_figure("fig_x", fig)
+    assert shown == [] and not plt.fignum_exists(fig.number)
+    fig, _ = plt.subplots()
+    glue_figure("fig_x", fig, show=True)
     assert shown == [fig] and not plt.fignum_exists(fig.number)

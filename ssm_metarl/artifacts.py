@@ -78,7 +78,7 @@ def load_card(name: str) -> dict:
 
 @dataclass
 class Loaded:
-    """What :func:`load_or_train` returned: the object, whether it was trained here, and from where."""
+    """What :func:`load_or_train` returned: the object, whether it was trained here, and from where (chapter 3)."""
 
     value: Any
     trained: bool  # True: no shipped file was found, a small one was trained now

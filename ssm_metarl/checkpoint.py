@@ -21,17 +21,19 @@ from typing import Any, Mapping
 
 import torch
 
+__all__ = ["Checkpoint", "CheckpointError", "save_checkpoint", "save_json", "load_checkpoint", "check_config"]
+
 FORMAT = "ssm_metarl.checkpoint"
 VERSION = 1
 
 
 class CheckpointError(ValueError):
-    """A checkpoint file is missing, corrupt, unsafe or does not fit the model."""
+    """A checkpoint file is missing, corrupt, unsafe or does not fit the model. Defined in chapter 1."""
 
 
 @dataclass
 class Checkpoint:
-    """What a checkpoint file holds: its kind, its config, its weights and free-form extras."""
+    """What a checkpoint file holds: its kind, its config, its weights and free-form extras (chapter 1)."""
 
     kind: str
     config: dict[str, Any]
@@ -52,7 +54,7 @@ def save_checkpoint(
     A crash part-way through leaves the previous file untouched, never a half-written one.
     ``config`` and ``extra`` may hold only tensors, numbers, strings, None, lists, tuples and
     dicts: anything else (a numpy float, a dataclass) would make the file unloadable under
-    ``weights_only=True``, so it is refused here, before anything is written.
+    ``weights_only=True``, so it is refused here, before anything is written. Defined in chapter 1.
     """
     path = Path(path)
     _check_plain(dict(config), "config")
@@ -69,7 +71,7 @@ def save_checkpoint(
 
 
 def save_json(path: str | os.PathLike, data: Mapping[str, Any]) -> Path:
-    """Write ``data`` as an indented JSON file atomically, like a checkpoint (a model's ``.json`` card)."""
+    """Write ``data`` as an indented JSON file atomically, like a checkpoint (a model's ``.json`` card; chapter 3)."""
     text = json.dumps(data, indent=1) + "\n"
     return _atomic_write(Path(path), lambda f: f.write(text.encode()))
 
@@ -104,6 +106,7 @@ def load_checkpoint(
     """Read a checkpoint safely and check that it is what the caller expects.
 
     Every failure raises :class:`CheckpointError` with one line that names the problem.
+    Defined in chapter 1 (``01_state_space_models``).
     """
     path = Path(path)
     if not path.is_file():
@@ -130,7 +133,7 @@ def load_checkpoint(
 
 
 def check_config(found: Mapping[str, Any], expected: Mapping[str, Any], *, source: str = "checkpoint") -> None:
-    """Raise :class:`CheckpointError` naming the first field where ``found`` differs from ``expected``."""
+    """Raise :class:`CheckpointError` naming the first field where ``found`` differs from ``expected`` (chapter 1)."""
     for key, want in expected.items():
         if key not in found:
             raise CheckpointError(f"{source}: checkpoint config has no {key!r}, model expects {key}={want!r}")

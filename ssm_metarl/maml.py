@@ -89,7 +89,7 @@ def _concat(per_task: list[Params]) -> Params:
 @dataclass
 class MetaStep:
     """What one outer update did: the meta-loss, the gradient norm before clipping, and
-    whether the update was applied (``False`` when the loss or gradient was not finite)."""
+    whether the update was applied (``False`` when the loss or gradient was not finite). Chapter 3."""
 
     loss: float
     grad_norm: float

@@ -43,7 +43,8 @@ class Policy(Protocol):
 
 def previous(actions: torch.Tensor, rewards: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """What a policy saw as "previous action and reward" at each stored step (..., T): the
-    values one step earlier, with -1 and 0 at the first step, exactly as :func:`collect` feeds them."""
+    values one step earlier, with -1 and 0 at the first step, exactly as :func:`collect` feeds them.
+    Defined in chapter 2 (``02_cartpole_tasks``); the RL^2 policy of chapter 4 reads them."""
     prev_action = torch.cat([torch.full_like(actions[..., :1], -1), actions[..., :-1]], dim=-1)
     prev_reward = torch.cat([torch.zeros_like(rewards[..., :1]), rewards[..., :-1]], dim=-1)
     return prev_action, prev_reward

@@ -4,6 +4,8 @@ Used by the training loops of chapters 2 and 3.
 """
 from __future__ import annotations
 
+__all__ = ["progress_bar", "log_row"]
+
 
 def progress_bar(iterable=None, enabled: bool = True, **kwargs):
     """A ``tqdm`` bar over ``iterable``; a silent one when ``enabled`` is False (chapters 2-3).

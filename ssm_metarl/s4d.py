@@ -76,7 +76,7 @@ def parallel_scan(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 @dataclass(frozen=True)
 class DiagonalSSMConfig:
-    """Sizes and initialisation of :class:`DiagonalSSM`."""
+    """Sizes and initialisation of :class:`DiagonalSSM` (chapter 1)."""
 
     channels: int = 32  # H: input = output channels, each with its own independent SSM
     state_dim: int = 16  # N: diagonal states per channel

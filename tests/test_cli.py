@@ -123,3 +123,46 @@ def test_shipped_maml_policy_reproduces_its_cards_unadapted_returns():
     with torch.no_grad():
         returns = collect(model, tasks, per_task, seed=TEST_SEED + 1).returns.reshape(len(tasks), per_task).mean(1)
     assert returns.mean().item() == pytest.approx(card["evaluation"]["estimates"]["0"]["mean"], abs=0.5)
+
+
+def test_train_flags_come_from_the_config_dataclasses():
+    from dataclasses import fields
+
+    from ssm_metarl.meta_rl import MetaRLConfig
+    from ssm_metarl.sine import SineConfig
+
+    train = build_parser()._subparsers._group_actions[0].choices["train"]
+    flags = {a.dest for a in train._actions}
+    assert {f.name for f in fields(MetaRLConfig)} | {f.name for f in fields(SineConfig)} <= flags
+    args = build_parser().parse_args(["train", "--out", "m.pth"])
+    assert not hasattr(args, "epochs") and not hasattr(args, "inner_lr")  # defaults live in the dataclasses
+    assert "(default: 300)" in train.format_help().replace("\n", " ").replace("  ", " ")
+
+
+@pytest.mark.parametrize("family, flag, value", [("sine", "--epochs", "5"), ("sine", "--tasks_per_epoch", "3"),
+                                                 ("sine", "--state_dim", "8"), ("goal", "--iterations", "5"),
+                                                 ("flip", "--meta_batch", "3")])
+def test_each_family_rejects_the_other_familys_flags(tmp_path, family, flag, value):
+    with pytest.raises(SystemExit, match=f"{flag} do\\(es\\) not apply to --family {family}"):
+        main(["train", "--family", family, flag, value, "--out", str(tmp_path / "m.pth")])
+    assert not (tmp_path / "m.pth").exists()
+
+
+def test_sine_training_uses_its_own_flags(tmp_path):
+    out = tmp_path / "s.pth"
+    assert main(["train", "--family", "sine", "--mode", "fomaml", "--iterations", "3", "--meta_batch", "2",
+                 "--hidden_dim", "5", "--test_tasks", "4", "--quiet", "--out", str(out)]) == 0
+    card = json.loads(out.with_suffix(".json").read_text())
+    assert card["train_config"]["iterations"] == 3 and card["train_config"]["meta_batch"] == 2
+    assert card["train_config"]["hidden_dim"] == 5 and card["method"] == "fomaml"
+    assert card["train_config"]["max_grad_norm"] == 10.0  # SineConfig's own default, not MetaRLConfig's
+
+
+def test_shipped_sine_commands_parse_with_the_current_flags():
+    import shlex
+
+    for method in ("maml", "fomaml", "multitask"):
+        card = json.loads(artifact_path(f"sine_{method}.json").read_text())
+        args = build_parser().parse_args(shlex.split(card["command"])[3:])
+        assert (args.iterations, args.meta_batch, args.inner_steps) == (10000, 25, 1)
+        assert card["train_config"]["iterations"] == 10000 and card["train_config"]["meta_batch"] == 25

@@ -300,7 +300,7 @@ def make_vector_env(tasks: Sequence[CartPoleTask], max_episode_steps: int | None
 class GymnasiumComparison(NamedTuple):
     """What :func:`compare_with_gymnasium` found (chapter 2)."""
 
-    max_diff: float  # largest |observation difference| over every compared step
+    max_diff: float  # largest |difference| of an observation (or, against make_env, a reward) over every step
     same_end: bool  # every episode terminated at the same step in both simulators
     steps: int  # steps compared
 
@@ -308,7 +308,8 @@ class GymnasiumComparison(NamedTuple):
 def compare_with_gymnasium(task: CartPoleTask, n: int = 16, seed: int = 0) -> GymnasiumComparison:
     """Play ``n`` episodes of ``task`` in :func:`make_vector_env` and, step for step with the same
     actions, in Gymnasium's own ``CartPoleEnv`` (given the task's physics and the same start
-    state) and in :func:`make_env`; report the largest observation difference and whether every
+    state) and in :func:`make_env`; report the largest difference of observations (and of the
+    rewards of :func:`make_env`, which knows goals, against the vector env's) and whether every
     episode ends at the same step. The actions are the rule a = [θ + 0.5 θ̇ > 0] (flipped on
     flipped tasks) with 10% random ones, so episodes are long but still end.
     Defined in chapter 2 (``02_cartpole_tasks``).
@@ -333,11 +334,12 @@ def compare_with_gymnasium(task: CartPoleTask, n: int = 16, seed: int = 0) -> Gy
     while alive.any():
         rule = (obs[:, 2] + 0.5 * obs[:, 3] > 0).astype(int)
         actions = np.where(rng.random(n) < 0.1, rng.integers(0, 2, n), rule ^ int(task.flip))
-        obs, _, terminated, truncated, _ = venv.step(actions)
+        obs, reward, terminated, truncated, _ = venv.step(actions)
         for i in np.flatnonzero(alive):
             ref_obs, _, ref_terminated, _, _ = refs[i].step(int(actions[i] ^ int(task.flip)))
-            single_obs, _, single_terminated, _, _ = singles[i].step(int(actions[i]))
-            max_diff = max(max_diff, float(np.abs(obs[i] - ref_obs).max()), float(np.abs(single_obs - ref_obs).max()))
+            single_obs, single_reward, single_terminated, _, _ = singles[i].step(int(actions[i]))
+            max_diff = max(max_diff, float(np.abs(obs[i] - ref_obs).max()), float(np.abs(single_obs - ref_obs).max()),
+                           abs(float(reward[i]) - float(single_reward)))
             same_end &= bool(terminated[i]) == ref_terminated == single_terminated
             steps += 1
             alive[i] = not (terminated[i] or truncated[i])

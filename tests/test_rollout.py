@@ -2,13 +2,12 @@
 import numpy as np
 import pytest
 import torch
-from gymnasium.envs.classic_control.cartpole import CartPoleEnv
 from torch.func import functional_call
 
 from ssm_metarl import StateSpaceModel
 from ssm_metarl.rl import policy_log_probs
 from ssm_metarl.rollout import LinearPolicy, collect, evaluate
-from ssm_metarl.tasks import CartPoleTask, get_family, make_env, make_vector_env
+from ssm_metarl.tasks import CartPoleTask, compare_with_gymnasium, get_family
 
 RULE = LinearPolicy([0.0, 0.0, 1.0, 0.5])  # a = [theta + 0.5 theta_dot > 0]
 EQUIVALENCE_TASKS = [CartPoleTask(), CartPoleTask(flip=True), get_family("physics").test[0],
@@ -17,50 +16,11 @@ EQUIVALENCE_TASKS = [CartPoleTask(), CartPoleTask(flip=True), get_family("physic
 
 
 
-def _gymnasium_reference(task: CartPoleTask, state: np.ndarray) -> CartPoleEnv:
-    """Gymnasium's own CartPoleEnv with the task's constants, started from ``state``."""
-    env = CartPoleEnv()
-    for name in ("gravity", "masscart", "masspole", "length", "force_mag"):
-        setattr(env, name, getattr(task, name))
-    env.total_mass, env.polemass_length = task.masspole + task.masscart, task.masspole * task.length
-    env.reset(seed=0)
-    env.state = np.array(state, dtype=np.float64)
-    return env
-
-
 @pytest.mark.parametrize("task", EQUIVALENCE_TASKS, ids=["normal", "flipped", "physics", "flip+goal+physics"])
 def test_vector_simulator_matches_gymnasium_step_for_step(task):
-    k = 6
-    venv = make_vector_env([task] * k)
-    obs, _ = venv.reset(seed=11)
-    references = [_gymnasium_reference(task, venv.state[:, i]) for i in range(k)]
-    singles = [make_env(task) for _ in range(k)]
-    for single, ref in zip(singles, references):
-        single.reset(seed=0)
-        single.unwrapped.state = ref.state.copy()
-    np.testing.assert_array_equal(obs, np.stack([r.state for r in references]).astype(np.float32))
-    rng = np.random.default_rng(0)
-    alive, ended_at, longest = np.ones(k, dtype=bool), np.full(k, -1), 0
-    for t in range(task.max_steps):
-        # The fixed rule with 10% random actions gives long episodes that still end.
-        actions = np.where(rng.random(k) < 0.1, rng.integers(0, 2, k), (obs[:, 2] + 0.5 * obs[:, 3] > 0).astype(int))
-        if task.flip:
-            actions = 1 - actions  # so that the flipped cart balances too
-        obs, reward, terminated, truncated, _ = venv.step(actions)
-        for i in np.flatnonzero(alive):
-            raw = 1 - actions[i] if task.flip else actions[i]  # Gymnasium's env knows nothing of flips
-            ref_obs, _, ref_term, _, _ = references[i].step(int(raw))
-            single_obs, single_reward, single_term, single_trunc, _ = singles[i].step(int(actions[i]))
-            np.testing.assert_allclose(obs[i], ref_obs, atol=1e-6, rtol=0)
-            np.testing.assert_allclose(single_obs, ref_obs, atol=1e-6, rtol=0)
-            assert bool(terminated[i]) == ref_term == single_term
-            assert reward[i] == pytest.approx(single_reward, abs=1e-6)
-            if terminated[i] or truncated[i]:
-                alive[i], ended_at[i] = False, t
-        longest = t
-        if not alive.any():
-            break
-    assert longest > 30, "episodes should be long enough to test many steps"
+    result = compare_with_gymnasium(task, n=6, seed=11)
+    assert result.max_diff <= 1e-6 and result.same_end
+    assert result.steps > 6 * 30, "episodes should be long enough to test many steps"
 
 
 def test_collect_shapes_order_and_padding():

@@ -62,7 +62,7 @@ def _validate_config(cfg) -> None:
             check_int(f"{owner}.{name}", getattr(cfg, name))
     for name in ("lr", "critic_lr", "max_seconds", "clip"):
         if hasattr(cfg, name):
-            check_positive(f"{owner}.{name}", getattr(cfg, name))
+            check_positive(f"{owner}.{name}", getattr(cfg, name), finite=(name != "max_seconds"))  # inf: no time limit
     for name in ("gamma", "gae_lambda"):
         if hasattr(cfg, name):
             check_unit_interval(f"{owner}.{name}", getattr(cfg, name))

@@ -22,10 +22,11 @@ def check_int(name: str, value, minimum: int = 1) -> int:
     return int(value)
 
 
-def check_positive(name: str, value) -> float:
-    """``value`` as a float if it is a finite number > 0; else a ValueError naming ``name`` (chapter 2)."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not (math.isfinite(value) and value > 0):
-        raise ValueError(f"{name} must be a positive finite number, got {value!r}")
+def check_positive(name: str, value, finite: bool = True) -> float:
+    """``value`` as a float if it is a number > 0 (and finite, unless ``finite=False``: e.g. a time budget
+    of ``inf``); else a ValueError naming ``name`` (chapter 2)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not value > 0 or (finite and math.isinf(value)):
+        raise ValueError(f"{name} must be a positive{' finite' if finite else ''} number, got {value!r}")
     return float(value)
 
 

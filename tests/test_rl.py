@@ -159,3 +159,10 @@ def test_balance_tasks_changes_training_and_defaults_off():
         config = ReinforceConfig(max_iters=2, target_return=None, balance_tasks=balance)
         losses[balance] = train_reinforce(StateSpaceModel(32, 4, 4, 64), tasks, config, seed=0).history["loss"]
     assert losses[False] != losses[True]
+
+
+def test_a_time_budget_may_be_infinite_but_step_sizes_may_not():
+    assert ReinforceConfig(max_seconds=float("inf")).max_seconds == float("inf")
+    for bad in ({"lr": float("inf")}, {"max_seconds": float("nan")}, {"max_seconds": -1.0}):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            ReinforceConfig(**bad)

@@ -6,14 +6,15 @@ book explains. Importing the package has no side effects: it loads no data and t
 """
 from .artifacts import ALIASES, Loaded, artifact_path, load_card, load_or_train, models_dir
 from .checkpoint import Checkpoint, CheckpointError, load_checkpoint, save_checkpoint
-from .stats import Estimate, bootstrap_ci, difference_ci, verdict
+from .stats import VERDICTS, Estimate, bootstrap_ci, difference_ci, verdict
 from .timing import speedup, time_interleaved, time_rounds, torch_threads
 from .ssm import SSMConfig, StateSpaceModel, balancing_ssm
 from .s4d import DiagonalSSM, DiagonalSSMConfig, discretize, forward_backward_variants, parallel_scan
-from .tasks import CartPoleTask, TaskDistribution, compare_with_gymnasium, get_family, make_env, make_vector_env
+from .tasks import (CartPoleTask, GymnasiumComparison, TaskDistribution, compare_with_gymnasium, get_family, make_env,
+                    make_vector_env)
 from .policy import (CallablePolicy, LinearPolicy, Policy, RL2Policy, SSMPolicy, TaskBatchedPolicy, action_log_probs,
                      as_policy, policy_log_probs, select_actions)
-from .rollout import EvalResult, Trajectories, collect, evaluate, naive_rollout
+from .rollout import EvalResult, RolloutRates, Trajectories, collect, evaluate, naive_rollout, rollout_rates
 from .rl import (UpdateGuard, batch_baseline, clipped_surrogate, discounted_returns, gae, masked_mean,
                  normalize_advantages, ppo_clip_loss, reinforce_loss, task_means, value_loss)
 from .pg import PPOConfig, ReinforceConfig, TrainResult, ValueNet, train_ppo, train_reinforce
@@ -28,14 +29,14 @@ __version__ = "0.1.0"
 __all__ = [
     "ALIASES", "Loaded", "artifact_path", "load_card", "load_or_train", "models_dir",
     "Checkpoint", "CheckpointError", "load_checkpoint", "save_checkpoint",
-    "Estimate", "bootstrap_ci", "difference_ci", "verdict",
+    "VERDICTS", "Estimate", "bootstrap_ci", "difference_ci", "verdict",
     "speedup", "time_interleaved", "time_rounds", "torch_threads",
     "SSMConfig", "StateSpaceModel", "balancing_ssm",
     "DiagonalSSM", "DiagonalSSMConfig", "discretize", "forward_backward_variants", "parallel_scan",
-    "CartPoleTask", "TaskDistribution", "compare_with_gymnasium", "get_family", "make_env", "make_vector_env",
+    "CartPoleTask", "GymnasiumComparison", "TaskDistribution", "compare_with_gymnasium", "get_family", "make_env", "make_vector_env",
     "CallablePolicy", "LinearPolicy", "Policy", "RL2Policy", "SSMPolicy", "TaskBatchedPolicy", "action_log_probs",
     "as_policy", "policy_log_probs", "select_actions",
-    "EvalResult", "Trajectories", "collect", "evaluate", "naive_rollout",
+    "EvalResult", "RolloutRates", "Trajectories", "collect", "evaluate", "naive_rollout", "rollout_rates",
     "UpdateGuard", "batch_baseline", "clipped_surrogate", "discounted_returns", "gae", "masked_mean",
     "normalize_advantages", "ppo_clip_loss", "reinforce_loss", "task_means", "value_loss",
     "PPOConfig", "ReinforceConfig", "TrainResult", "ValueNet", "train_ppo", "train_reinforce",

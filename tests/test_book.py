@@ -202,6 +202,13 @@ def test_checker_flags_wide_input_and_output_lines():
     assert check_html.check_page("p", _page(_cell(wide), RESULTS, EXERCISES), chapter=True, width=100) == []
 
 
+def test_checker_does_not_hold_included_source_to_the_width():
+    listing = '<div class="highlight-python notranslate"><div class="highlight"><pre>' + "z" * 120 + "</pre></div></div>"
+    assert check_html.check_page("p", _page(listing, RESULTS, EXERCISES), chapter=True) == []
+    listing = listing.replace("z" * 120, "glue_all('x', 1)")
+    assert len(check_html.check_page("p", _page(listing, RESULTS, EXERCISES), chapter=True)) == 1
+
+
 def test_checker_measures_text_not_markup():
     highlighted = '<span class="n">a</span>' * 80  # 80 visible characters in 1,920 of HTML
     assert check_html.check_page("p", _page(_cell(highlighted), RESULTS, EXERCISES), chapter=True) == []

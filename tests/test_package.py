@@ -58,3 +58,22 @@ def test_package_reexports_every_public_name_it_lists():
     from ssm_metarl import sine
 
     assert sine.TEST_SEED == sine.SINE_TEST_SEED
+
+
+# The floors of the package, bottom first: a module imports (at its top level) only modules listed before it.
+ORDER = ["validation", "checkpoint", "artifacts", "stats", "timing", "progress", "tasks", "ssm", "s4d", "policy",
+         "rollout", "rl", "pg", "maml", "meta_rl", "meta_run", "sine", "plotting", "display", "adaptation",
+         "benchmark", "cli"]
+
+
+def test_imports_point_down_the_floors():
+    for path in PACKAGE.glob("*.py"):
+        if path.stem not in ORDER:
+            continue
+        tree = ast.parse(path.read_text())
+        imported = {node.module.split(".")[0] for node in tree.body  # top level only: lazy aliases are exempt
+                    if isinstance(node, ast.ImportFrom) and node.level == 1 and node.module}
+        imported |= {a.name for node in tree.body if isinstance(node, ast.ImportFrom) and node.level == 1
+                     and node.module is None for a in node.names}
+        later = [m for m in imported if m in ORDER and ORDER.index(m) >= ORDER.index(path.stem)]
+        assert not later, f"{path.name} imports {later}, which sit above it"

@@ -96,3 +96,20 @@ def test_as_policy_explains_what_it_needs():
         as_policy(lambda x, h: (x, h))
     with pytest.raises(ValueError, match="split evenly"):
         collect(TaskBatchedPolicy(SSMPolicy(_model()), _per_task(_model(), n=3)), TASKS, 2)
+
+
+def test_an_rl2_policy_trains_with_balanced_reinforce_and_meta_trains():
+    from ssm_metarl.meta_rl import MetaRLConfig, evaluate_adaptation
+    from ssm_metarl.meta_run import meta_train
+    from ssm_metarl.pg import ReinforceConfig, train_reinforce
+
+    policy = RL2Policy(_model(input_dim=7))
+    before = [p.detach().clone() for p in policy.parameters()]
+    result = train_reinforce(policy, TASKS, ReinforceConfig(max_iters=2, episodes_per_iter=4, target_return=None,
+                                                            balance_tasks=True), seed=0)
+    assert result.applied_updates == 2 and any(not torch.equal(a, b) for a, b in zip(before, policy.parameters()))
+    config = MetaRLConfig(family="goal", epochs=1, tasks_per_epoch=2, episodes=2, eval_every=1, eval_episodes=2)
+    run = meta_train(policy, config, progress=False)
+    assert run.history["applied"] == [True]
+    adapted = evaluate_adaptation(policy, TASKS, steps=(0, 1), episodes=2, eval_episodes=2, inner_lr=0.5)
+    assert adapted.returns[1].shape == (2,)

@@ -104,7 +104,7 @@ def task_batch(policy, traj: Trajectories, n_tasks: int, gamma: float = 0.99) ->
             "mask": mask, "advantages": advantages, "old_log_probs": per_task(old_log_probs)}
 
 
-def policy_gradient_loss(policy, clip: float = 0.2, fast: bool | None = None) -> TaskBatchedLoss:
+def policy_gradient_loss(policy, clip: float = 0.2) -> TaskBatchedLoss:
     r"""The policy-gradient surrogate of ``ssm_metarl.rl`` as a MAML loss, for ``policy`` (a model or an SSMPolicy).
 
     It is PPO's clipped surrogate, :math:`-\mathbb{E}[\min(\rho A, \mathrm{clip}(\rho) A)]`
@@ -115,7 +115,7 @@ def policy_gradient_loss(policy, clip: float = 0.2, fast: bool | None = None) ->
     recomputed by teacher forcing (backpropagation through time). The loss is a
     :class:`~ssm_metarl.maml.TaskBatchedLoss`: every task's weights run on its own episodes as
     batched matmuls; its ``one_task`` form is the same loss for one task, which ``MetaMAML``
-    maps with ``vmap``: the same numbers. ``fast=False`` (old spelling) returns ``one_task``.
+    maps with ``vmap``: the same numbers.
     ``batch["rewards"]`` is needed only by policies that see rewards. Defined in chapter 3 (``03_maml``).
     """
     base = _base(policy)
@@ -134,8 +134,7 @@ def policy_gradient_loss(policy, clip: float = 0.2, fast: bool | None = None) ->
         log_probs, _ = action_log_probs(logits, batch["actions"])
         return ppo_clip_loss(log_probs, batch["old_log_probs"], batch["advantages"], batch["mask"], clip)
 
-    loss = TaskBatchedLoss(batched, one_task)
-    return loss.one_task if fast is False else loss
+    return TaskBatchedLoss(batched, one_task)
 
 
 def held_out_tasks(family, n: int = 48) -> list:

@@ -1,4 +1,4 @@
-"""MAML for reinforcement learning on CartPole task families: the epoch, the run, the evaluation.
+"""MAML for reinforcement learning on CartPole task families: losses, task batches, adaptation and its evaluation.
 
 The losses and batches MAML-RL trains on (:func:`task_batch`, :func:`policy_gradient_loss`);
 :func:`evaluate_adaptation` scores a policy before and after k inner

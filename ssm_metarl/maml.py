@@ -1,6 +1,6 @@
-"""MAML: model-agnostic meta-learning on ``torch.func``, for feed-forward and stateful models.
+"""MAML: model-agnostic meta-learning on `torch.func`, for feed-forward and stateful models.
 
-MAML (Finn et al. 2017) learns an initialisation ``theta`` such that one (or a few)
+MAML (Finn et al. 2017) learns an initialisation `theta` such that one (or a few)
 gradient steps on a new task's small support set give good weights for that task:
 
     theta_i' = theta - alpha * grad L_i(theta; support_i)          (inner step, per task)
@@ -8,12 +8,12 @@ gradient steps on a new task's small support set give good weights for that task
 
 The outer gradient goes *through* the inner step (second order); first-order MAML treats
 the inner gradient as a constant. Every task of a meta-batch is processed in one batched
-graph, the per-task weights being tensors of shape ``(n_tasks, *param.shape)``. A loss comes
-in one of two forms, told apart by its type: a plain function ``loss(params, batch) -> scalar``
-for ONE task, which :class:`MetaMAML` maps over tasks with :func:`torch.func.vmap`; or a
-:class:`TaskBatchedLoss`, which takes weights and data with the task dimension and returns
+graph, the per-task weights being tensors of shape `(n_tasks, *param.shape)`. A loss comes
+in one of two forms, told apart by its type: a plain function `loss(params, batch) -> scalar`
+for ONE task, which `MetaMAML` maps over tasks with `torch.func.vmap`; or a
+`TaskBatchedLoss`, which takes weights and data with the task dimension and returns
 the (n_tasks,) losses itself (e.g. with batched matmuls). This module knows nothing about
-reinforcement learning; MAML-RL is :mod:`ssm_metarl.meta_rl`. Taught in chapter 3 (``book/03_maml.md``).
+reinforcement learning; MAML-RL is `ssm_metarl.meta_rl`. Taught in chapter 3 (`book/03_maml.md`).
 """
 from __future__ import annotations
 
@@ -33,7 +33,7 @@ __all__ = ["MetaMAML", "MetaStep", "TaskBatchedLoss", "unroll", "stack_params", 
 log = logging.getLogger(__name__)
 
 Params = dict[str, torch.Tensor]
-#: ``loss_fn(params, batch) -> scalar`` for ONE task; ``batch`` is any pytree of tensors.
+#: `loss_fn(params, batch) -> scalar` for ONE task; `batch` is any pytree of tensors.
 LossFn = Callable[[Params, Any], torch.Tensor]
 #: Ways to learn an initialisation: second-order MAML, first-order MAML, or the baseline that
 #: skips the inner loop and trains on all tasks at once (chapter 3).
@@ -43,9 +43,9 @@ METHODS = ("maml", "fomaml", "multitask")
 @dataclass(frozen=True)
 class TaskBatchedLoss:
     """A MAML loss that takes weights and data with a leading task dimension and returns the
-    (n_tasks,) losses, task i's loss depending only on weights i. ``one_task`` optionally holds
-    the same loss for ONE task (no task dimension), which :class:`MetaMAML` can map with ``vmap``.
-    Defined in chapter 3 (``03_maml``).
+    (n_tasks,) losses, task i's loss depending only on weights i. `one_task` optionally holds
+    the same loss for ONE task (no task dimension), which `MetaMAML` can map with `vmap`.
+    Defined in chapter 3 (`03_maml`).
     """
 
     fn: Callable[[Params, Any], torch.Tensor]
@@ -56,12 +56,12 @@ class TaskBatchedLoss:
 
 
 def unroll(model: nn.Module, params: Params, xs: torch.Tensor, hidden: torch.Tensor | None = None) -> torch.Tensor:
-    """Outputs (B, T, out) of a stateful model run over ``xs`` (B, T, in) with weights ``params``.
+    """Outputs (B, T, out) of a stateful model run over `xs` (B, T, in) with weights `params`.
 
-    The model needs ``init_hidden(batch_size)`` and ``forward(x, h) -> (y, h_next)``. Each step
-    is a ``functional_call``, so the outputs are differentiable with respect to ``params`` (also
-    under ``vmap`` and ``grad``): backpropagation through time for any recurrent module.
-    Defined in chapter 3 (``03_maml``).
+    The model needs `init_hidden(batch_size)` and `forward(x, h) -> (y, h_next)`. Each step
+    is a `functional_call`, so the outputs are differentiable with respect to `params` (also
+    under `vmap` and `grad`): backpropagation through time for any recurrent module.
+    Defined in chapter 3 (`03_maml`).
     """
     if hidden is None:
         hidden = model.init_hidden(xs.shape[0]).to(xs.dtype)
@@ -89,7 +89,7 @@ def _concat(per_task: list[Params]) -> Params:
 @dataclass
 class MetaStep:
     """What one outer update did: the meta-loss, the gradient norm before clipping, and
-    whether the update was applied (``False`` when the loss or gradient was not finite). Chapter 3."""
+    whether the update was applied (`False` when the loss or gradient was not finite). Chapter 3."""
 
     loss: float
     grad_norm: float
@@ -100,22 +100,22 @@ class MetaStep:
 
 
 class MetaMAML:
-    """Model-agnostic meta-learning of ``model``'s weights, batched over tasks.
+    """Model-agnostic meta-learning of `model`'s weights, batched over tasks.
 
     Parameters
     ----------
     model : the module whose weights are the meta-learned initialisation (updated in place
-        by :meth:`step`).
+        by `step`).
     inner_lr : alpha, the inner (adaptation) step size. The model card uses 0.01.
     outer_lr : beta, Adam's learning rate for the initialisation. The model card uses 0.001.
     first_order : drop the second-order term (FOMAML): the inner gradient is a constant.
-    inner_steps : how many inner gradient steps :meth:`adapt` takes by default.
+    inner_steps : how many inner gradient steps `adapt` takes by default.
     max_grad_norm : the outer gradient is clipped to this norm before Adam's step.
-    batched : ``True`` runs all tasks in one graph (``vmap`` over a one-task loss, or a
-        :class:`TaskBatchedLoss` called once); ``False`` loops over tasks in Python. Both give
-        the same numbers; the loop exists for tests and for ``python -m ssm_metarl bench maml``.
+    batched : `True` runs all tasks in one graph (`vmap` over a one-task loss, or a
+        `TaskBatchedLoss` called once); `False` loops over tasks in Python. Both give
+        the same numbers; the loop exists for tests and for `python -m ssm_metarl bench maml`.
 
-    Defined in chapter 3 (``03_maml``).
+    Defined in chapter 3 (`03_maml`).
     """
 
     def __init__(self, model: nn.Module, inner_lr: float = 0.01, outer_lr: float = 0.001,
@@ -136,14 +136,14 @@ class MetaMAML:
         self.skipped_updates = 0  # outer updates refused by the non-finite guard
 
     def params(self) -> Params:
-        """The current initialisation ``theta`` as a dict of the model's parameters."""
+        """The current initialisation `theta` as a dict of the model's parameters."""
         return dict(self.model.named_parameters())
 
     def inner_update(self, loss_fn: LossFn, params: Params, batch: Any, lr: float | None = None) -> Params:
-        """One inner step ``theta' = theta - alpha * grad L(theta; batch)`` for ONE task.
+        """One inner step `theta' = theta - alpha * grad L(theta; batch)` for ONE task.
 
         Second order keeps the graph of the gradient, so the outer gradient flows through
-        it; first order computes the gradient at detached weights, so ``d theta'/d theta``
+        it; first order computes the gradient at detached weights, so `d theta'/d theta`
         is the identity.
         """
         lr = self.inner_lr if lr is None else lr
@@ -155,8 +155,8 @@ class MetaMAML:
               params: Params | None = None, lr: float | None = None) -> Params:
         """Adapted weights for every task at once: each tensor gets a leading task dimension.
 
-        ``support`` is a pytree whose tensors all have the task dimension first. The start
-        is ``params``: shared weights (no task dimension), or per-task weights (with one),
+        `support` is a pytree whose tensors all have the task dimension first. The start
+        is `params`: shared weights (no task dimension), or per-task weights (with one),
         or, by default, the model's current weights, in which case the result stays
         differentiable with respect to them (that is what the outer step needs).
         """
@@ -201,7 +201,7 @@ class MetaMAML:
         return params
 
     def task_losses(self, loss_fn: LossFn, adapted: Params, data: Any) -> torch.Tensor:
-        """``loss_fn`` of each task's adapted weights on that task's data: a (n_tasks,) tensor."""
+        """`loss_fn` of each task's adapted weights on that task's data: a (n_tasks,) tensor."""
         if isinstance(loss_fn, TaskBatchedLoss):
             if self.batched:
                 return loss_fn(adapted, data)
@@ -217,9 +217,9 @@ class MetaMAML:
         return self.task_losses(query_loss_fn or loss_fn, adapted, query).mean()
 
     def step(self, meta_loss: torch.Tensor) -> MetaStep:
-        """Backpropagate ``meta_loss`` into theta, clip, and take one Adam step.
+        """Backpropagate `meta_loss` into theta, clip, and take one Adam step.
 
-        The non-finite guard skips (and counts in ``skipped_updates``) any update whose loss
+        The non-finite guard skips (and counts in `skipped_updates`) any update whose loss
         or gradient norm is NaN or infinite, so one bad batch cannot poison the weights.
         """
         self.optimizer.zero_grad(set_to_none=True)
@@ -262,7 +262,7 @@ def _num_tasks(tree: Any) -> int:
 
 
 def _unbind(tree: Any, keep_dim: bool = False) -> list[Any]:
-    """Split a task batch into one pytree per task (``keep_dim``: slices of size 1, not indices)."""
+    """Split a task batch into one pytree per task (`keep_dim`: slices of size 1, not indices)."""
     leaves, spec = torch.utils._pytree.tree_flatten(tree)
     n = _num_tasks(tree)
     take = (lambda leaf, i: leaf[i:i + 1]) if keep_dim else (lambda leaf, i: leaf[i])
@@ -275,7 +275,7 @@ _MOVED_TO_META_RL = ("MetaRLConfig", "TaskPolicy", "task_batch", "policy_gradien
 
 
 def __getattr__(name: str):
-    """MAML-RL moved to :mod:`ssm_metarl.meta_rl`; its names stay importable from here for the chapters."""
+    """MAML-RL moved to `ssm_metarl.meta_rl`; its names stay importable from here for the chapters."""
     if name in _MOVED_TO_META_RL:
         from . import meta_rl
 

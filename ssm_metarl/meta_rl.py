@@ -1,10 +1,10 @@
 """MAML for reinforcement learning on CartPole task families: losses, task batches, adaptation and its evaluation.
 
-The losses and batches MAML-RL trains on (:func:`task_batch`, :func:`policy_gradient_loss`);
-:func:`evaluate_adaptation` scores a policy before and after k inner
-steps on held-out tasks, and :func:`card_evaluation` is the protocol every shipped model's
-card reports. The training run (:func:`~ssm_metarl.meta_run.meta_epoch`,
-:func:`~ssm_metarl.meta_run.meta_train`) is in :mod:`ssm_metarl.meta_run`. Taught in chapter 3 (``book/03_maml.md``).
+The losses and batches MAML-RL trains on (`task_batch`, `policy_gradient_loss`);
+`evaluate_adaptation` scores a policy before and after k inner
+steps on held-out tasks, and `card_evaluation` is the protocol every shipped model's
+card reports. The training run (`ssm_metarl.meta_run.meta_epoch`,
+`ssm_metarl.meta_run.meta_train`) is in `ssm_metarl.meta_run`. Taught in chapter 3 (`book/03_maml.md`).
 """
 from __future__ import annotations
 
@@ -32,15 +32,15 @@ log = logging.getLogger(__name__)
 
 #: Seed of the adaptation and scoring episodes on held-out test tasks (model cards, chapter 3).
 TEST_SEED = 31_337
-#: Adaptation step sizes :func:`tune_inner_lr` tries.
+#: Adaptation step sizes `tune_inner_lr` tries.
 INNER_LRS = (0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0)
 
 
 @dataclass
 class MetaRLConfig:
-    """Everything :func:`meta_train` needs. Field names follow the model card's flags (chapter 3)."""
+    """Everything `meta_train` needs. Field names follow the model card's flags (chapter 3)."""
 
-    family: str = "goal"  # task family (``ssm_metarl.tasks.FAMILIES``); the hidden goal needs adaptation
+    family: str = "goal"  # task family (`ssm_metarl.tasks.FAMILIES`); the hidden goal needs adaptation
     mode: str = "maml"  # one of METHODS: second-order MAML, first-order MAML, or multi-task training
     epochs: int = 300  # outer updates (the card: 50)
     tasks_per_epoch: int = 20  # tasks per outer update, the meta-batch (the card: 5)
@@ -70,7 +70,7 @@ class MetaRLConfig:
 
 
 def _seed(*parts: int) -> int:
-    """A deterministic seed from integers (so iteration ``i`` of a resumed run sees the same data)."""
+    """A deterministic seed from integers (so iteration `i` of a resumed run sees the same data)."""
     value = 0
     for part in parts:
         value = (value * 1_000_003 + int(part)) % (2 ** 31 - 1)
@@ -78,12 +78,12 @@ def _seed(*parts: int) -> int:
 
 
 def _base(policy) -> SSMPolicy:
-    """A model (e.g. :class:`~ssm_metarl.StateSpaceModel`) as an :class:`SSMPolicy`; an SSMPolicy as it is."""
+    """A model (e.g. `ssm_metarl.StateSpaceModel`) as an `SSMPolicy`; an SSMPolicy as it is."""
     return policy if isinstance(policy, SSMPolicy) else SSMPolicy(policy)
 
 
 def TaskPolicy(model, params: Params, episodes_per_task: int | None = None) -> TaskBatchedPolicy:
-    """The adapted policies of a meta-batch: ``model`` with per-task ``params`` (old name, chapter 3)."""
+    """The adapted policies of a meta-batch: `model` with per-task `params` (old name, chapter 3)."""
     return TaskBatchedPolicy(_base(model), params)
 
 
@@ -91,8 +91,8 @@ def task_batch(policy, traj: Trajectories, n_tasks: int, gamma: float = 0.99) ->
     """Turn collected episodes into a policy-gradient batch with a leading task dimension.
 
     Advantages are the returns-to-go minus the per-task batch baseline, normalised within
-    each task (``ssm_metarl.rl``). ``old_log_probs`` are the log-probabilities of the
-    actions under ``policy``, the policy that collected them. Defined in chapter 3.
+    each task (`ssm_metarl.rl`). `old_log_probs` are the log-probabilities of the
+    actions under `policy`, the policy that collected them. Defined in chapter 3.
     """
     with torch.no_grad():
         old_log_probs, _ = policy_log_probs(policy, traj)
@@ -105,18 +105,18 @@ def task_batch(policy, traj: Trajectories, n_tasks: int, gamma: float = 0.99) ->
 
 
 def policy_gradient_loss(policy, clip: float = 0.2) -> TaskBatchedLoss:
-    r"""The policy-gradient surrogate of ``ssm_metarl.rl`` as a MAML loss, for ``policy`` (a model or an SSMPolicy).
+    r"""The policy-gradient surrogate of `ssm_metarl.rl` as a MAML loss, for `policy` (a model or an SSMPolicy).
 
-    It is PPO's clipped surrogate, :math:`-\mathbb{E}[\min(\rho A, \mathrm{clip}(\rho) A)]`
-    with :math:`\rho = \pi_\theta(a|h)/\pi_{old}(a|h)`. At the weights that collected the
-    data :math:`\rho = 1`, so its gradient is exactly REINFORCE's; its second derivative
-    keeps the :math:`\nabla\log\pi\,\nabla\log\pi^\top A` term that ``-log pi * A``
+    It is PPO's clipped surrogate, $-\mathbb{E}[\min(\rho A, \mathrm{clip}(\rho) A)]$
+    with $\rho = \pi_\theta(a|h)/\pi_{old}(a|h)$. At the weights that collected the
+    data $\rho = 1$, so its gradient is exactly REINFORCE's; its second derivative
+    keeps the $\nabla\log\pi\,\nabla\log\pi^\top A$ term that `-log pi * A`
     drops (the "LVC" surrogate of ProMP, Rothfuss et al. 2019). Log-probabilities are
     recomputed by teacher forcing (backpropagation through time). The loss is a
-    :class:`~ssm_metarl.maml.TaskBatchedLoss`: every task's weights run on its own episodes as
-    batched matmuls; its ``one_task`` form is the same loss for one task, which ``MetaMAML``
-    maps with ``vmap``: the same numbers.
-    ``batch["rewards"]`` is needed only by policies that see rewards. Defined in chapter 3 (``03_maml``).
+    `ssm_metarl.maml.TaskBatchedLoss`: every task's weights run on its own episodes as
+    batched matmuls; its `one_task` form is the same loss for one task, which `MetaMAML`
+    maps with `vmap`: the same numbers.
+    `batch["rewards"]` is needed only by policies that see rewards. Defined in chapter 3 (`03_maml`).
     """
     base = _base(policy)
 
@@ -138,10 +138,10 @@ def policy_gradient_loss(policy, clip: float = 0.2) -> TaskBatchedLoss:
 
 
 def held_out_tasks(family, n: int = 48) -> list:
-    """``n`` held-out test tasks of ``family``: its fixed test split, topped up with more draws
-    from the test distribution (a separate seed) when ``n`` is larger. A finite family
+    """`n` held-out test tasks of `family`: its fixed test split, topped up with more draws
+    from the test distribution (a separate seed) when `n` is larger. A finite family
     ("flip": 2 tasks) repeats its tasks; each repeat adapts on its own episodes. Never used
-    in training or checkpoint selection. Defined in chapter 3 (``03_maml``)."""
+    in training or checkpoint selection. Defined in chapter 3 (`03_maml`)."""
     tasks = list(family.test)[:n]
     if family.finite:
         return [tasks[i % len(tasks)] for i in range(n)]
@@ -152,8 +152,8 @@ def held_out_tasks(family, n: int = 48) -> list:
 
 def tune_inner_lr(model, family, steps: int = 1, episodes: int = 10, lrs=INNER_LRS,
                   seed: int = 0) -> tuple[float, dict[float, float]]:
-    """The adaptation step size that maximises the mean return after ``steps`` steps on the
-    *validation* tasks of ``family``; returns ``(best_lr, {lr: mean return})``.
+    """The adaptation step size that maximises the mean return after `steps` steps on the
+    *validation* tasks of `family`; returns `(best_lr, {lr: mean return})`.
 
     Baselines that were not meta-trained for one step size (the multi-task and random
     initialisations) get their best one this way, so that MAML is compared with the
@@ -169,10 +169,10 @@ def tune_inner_lr(model, family, steps: int = 1, episodes: int = 10, lrs=INNER_L
 
 @dataclass
 class AdaptationResult:
-    """Returns of a policy before and after k inner steps on each task: ``returns[k]`` is (n_tasks,).
+    """Returns of a policy before and after k inner steps on each task: `returns[k]` is (n_tasks,).
 
     Each task's support episodes are collected once with the initial policy; the adapted
-    policies are scored on fresh episodes. Defined in chapter 3 (``03_maml``).
+    policies are scored on fresh episodes. Defined in chapter 3 (`03_maml`).
     """
 
     steps: list[int]
@@ -181,7 +181,7 @@ class AdaptationResult:
     eval_episodes: int
 
     def estimate(self, k: int, seed: int = 0) -> Estimate:
-        """Mean over tasks of the return after ``k`` steps, with a 95% bootstrap CI."""
+        """Mean over tasks of the return after `k` steps, with a 95% bootstrap CI."""
         return bootstrap_ci(self.returns[k], seed=seed)
 
     def to_dict(self) -> dict:
@@ -193,13 +193,13 @@ class AdaptationResult:
 def evaluate_adaptation(policy, tasks, steps=(0, 1), episodes: int = 10, eval_episodes: int = 10,
                         inner_lr: float = 0.01, seed: int = 0, gamma: float = 0.99, clip: float = 0.2,
                         greedy: bool = False) -> AdaptationResult:
-    """Adapt ``policy`` (a model or an SSMPolicy) to every task with k policy-gradient steps on
-    ``episodes`` episodes, for each k in ``steps``.
+    """Adapt `policy` (a model or an SSMPolicy) to every task with k policy-gradient steps on
+    `episodes` episodes, for each k in `steps`.
 
     The support episodes are collected once per task with the unadapted policy (seed
-    ``seed``); the k-th step reuses them (the clipped ratio corrects for the policy having
-    moved). Every adapted policy is then scored on ``eval_episodes`` fresh episodes per task
-    (seed ``seed + 1``). The model is not modified. Defined in chapter 3 (``03_maml``).
+    `seed`); the k-th step reuses them (the clipped ratio corrects for the policy having
+    moved). Every adapted policy is then scored on `eval_episodes` fresh episodes per task
+    (seed `seed + 1`). The model is not modified. Defined in chapter 3 (`03_maml`).
     """
     base, tasks = _base(policy), list(tasks)
     steps = sorted(set(int(k) for k in steps))
@@ -221,13 +221,13 @@ def evaluate_adaptation(policy, tasks, steps=(0, 1), episodes: int = 10, eval_ep
 
 
 def card_evaluation(policy, config: MetaRLConfig, test_tasks: int = 48) -> dict:
-    """The model cards' evaluation protocol, after :func:`meta_train` with ``config``.
+    """The model cards' evaluation protocol, after `meta_train` with `config`.
 
-    A model not meta-trained for one step size (``mode="multitask"``) first gets its best one
-    on the validation tasks (:func:`tune_inner_lr`). Then it adapts with k = 0, 1, 3, 5 (and
-    ``adaptation_steps``) steps on ``config.episodes`` episodes of each of ``test_tasks``
-    held-out tasks and is scored on as many fresh ones (seed :data:`TEST_SEED`).
-    Returns the card's fields. Defined in chapter 3 (``03_maml``).
+    A model not meta-trained for one step size (`mode="multitask"`) first gets its best one
+    on the validation tasks (`tune_inner_lr`). Then it adapts with k = 0, 1, 3, 5 (and
+    `adaptation_steps`) steps on `config.episodes` episodes of each of `test_tasks`
+    held-out tasks and is scored on as many fresh ones (seed `TEST_SEED`).
+    Returns the card's fields. Defined in chapter 3 (`03_maml`).
     """
     family = get_family(config.family)
     adaptation_lr, lr_scores = config.inner_lr, None
@@ -247,7 +247,7 @@ def card_evaluation(policy, config: MetaRLConfig, test_tasks: int = 48) -> dict:
 
 
 def __getattr__(name: str):
-    """The training run lives in :mod:`ssm_metarl.meta_run`; its names stay reachable from here."""
+    """The training run lives in `ssm_metarl.meta_run`; its names stay reachable from here."""
     from . import meta_run
 
     if name in meta_run.__all__:

@@ -1,8 +1,8 @@
-"""Meta-training runs for MAML-RL: one epoch (:func:`meta_epoch`), and the resumable run around it.
+"""Meta-training runs for MAML-RL: one epoch (`meta_epoch`), and the resumable run around it.
 
-:func:`meta_train` repeats :func:`meta_epoch`, validates on the family's validation tasks,
-keeps the best weights, and saves a :class:`MetaRunState` so that an interrupted run resumes
-with identical results. Taught in chapter 3 (``book/03_maml.md``).
+`meta_train` repeats `meta_epoch`, validates on the family's validation tasks,
+keeps the best weights, and saves a `MetaRunState` so that an interrupted run resumes
+with identical results. Taught in chapter 3 (`book/03_maml.md`).
 """
 from __future__ import annotations
 
@@ -26,12 +26,12 @@ log = logging.getLogger(__name__)
 
 
 def meta_epoch(maml: MetaMAML, policy, loss_fn, family, cfg: MetaRLConfig, epoch: int) -> dict:
-    """One outer update of MAML-RL on ``cfg.tasks_per_epoch`` training tasks; returns the epoch's log row.
+    """One outer update of MAML-RL on `cfg.tasks_per_epoch` training tasks; returns the epoch's log row.
 
     Support episodes with the current policy, one inner step per task, query episodes with
-    each task's adapted policy, one outer step on the query loss. ``mode="multitask"`` skips
-    the inner loop and steps on 2 x ``episodes`` episodes per task. Every draw is seeded by
-    (seed, epoch). Defined in chapter 3 (``03_maml``).
+    each task's adapted policy, one outer step on the query loss. `mode="multitask"` skips
+    the inner loop and steps on 2 x `episodes` episodes per task. Every draw is seeded by
+    (seed, epoch). Defined in chapter 3 (`03_maml`).
     """
     n = cfg.tasks_per_epoch
     tasks = family.sample(n, seed=_seed(cfg.seed, epoch, 1), split="train")
@@ -65,13 +65,13 @@ class MetaRunState:
     seconds: float = 0.0  # wall time of the run so far, over every resumed part
 
     def save(self, path, model, maml: MetaMAML, config: MetaRLConfig) -> None:
-        """Write the run atomically to ``path`` (weights, Adam's state, this state, the config)."""
+        """Write the run atomically to `path` (weights, Adam's state, this state, the config)."""
         extra = {"maml": maml.state_dict(), **{f.name: getattr(self, f.name) for f in fields(self)}}
         save_checkpoint(path, kind="MetaTrainState", config=config.to_dict(), state_dict=model.state_dict(), extra=extra)
 
     @classmethod
     def load(cls, path, model, maml: MetaMAML, config: MetaRLConfig) -> "MetaRunState":
-        """Load a run saved by :meth:`save` into ``model`` and ``maml``; only ``epochs`` may differ in ``config``."""
+        """Load a run saved by `save` into `model` and `maml`; only `epochs` may differ in `config`."""
         ckpt = load_checkpoint(path, kind="MetaTrainState")
         changed = sorted(k for k in config.to_dict() if k != "epochs" and ckpt.config.get(k) != getattr(config, k))
         if changed:  # more epochs is fine: that extends the run
@@ -84,8 +84,8 @@ class MetaRunState:
 
 @dataclass
 class MetaTrainResult:
-    """What :func:`meta_train` did. ``history`` has one row per epoch (pre- and post-update
-    returns, loss, gradient norm, wall time); ``validation`` one row per validation (chapter 3)."""
+    """What `meta_train` did. `history` has one row per epoch (pre- and post-update
+    returns, loss, gradient norm, wall time); `validation` one row per validation (chapter 3)."""
 
     config: dict
     history: dict[str, list]
@@ -97,7 +97,7 @@ class MetaTrainResult:
     env_steps: int
     skipped_updates: int
     resumed_from: int  # first epoch run by this process (0 unless resumed)
-    stopped_early: bool = False  # the time budget ended the run before ``epochs``
+    stopped_early: bool = False  # the time budget ended the run before `epochs`
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -114,7 +114,7 @@ def _validate(policy, cfg: MetaRLConfig, family, run: MetaRunState, epoch: int) 
              post, cfg.adaptation_steps, run.history["pre_return"][-1], run.history["post_return"][-1])
     # MAML is selected on what it is trained for, the return after adapting; the multi-task
     # baseline on its own objective, the return without adapting (its best adaptation step
-    # size is chosen later, also on validation tasks: see ``tune_inner_lr``).
+    # size is chosen later, also on validation tasks: see `tune_inner_lr`).
     score = pre if cfg.mode == "multitask" else post
     if score > run.best_score:
         run.best_score, run.best_epoch = score, epoch
@@ -123,16 +123,16 @@ def _validate(policy, cfg: MetaRLConfig, family, run: MetaRunState, epoch: int) 
 
 def meta_train(model, config: MetaRLConfig | None = None, checkpoint: str | None = None,
                resume: bool = True, progress: bool = True, max_seconds: float | None = None) -> MetaTrainResult:
-    """Meta-train ``model`` (in place; or an SSMPolicy's model) on a CartPole task family; return the log.
+    """Meta-train `model` (in place; or an SSMPolicy's model) on a CartPole task family; return the log.
 
-    Each epoch is one :func:`meta_epoch`. Every ``eval_every`` epochs the policy is adapted to
+    Each epoch is one `meta_epoch`. Every `eval_every` epochs the policy is adapted to
     the fixed *validation* tasks and scored; the best-scoring weights are loaded into the model
-    at the end (the test split is never looked at). With ``checkpoint`` set, the
-    :class:`MetaRunState` is saved atomically there at each validation, and ``resume=True``
+    at the end (the test split is never looked at). With `checkpoint` set, the
+    `MetaRunState` is saved atomically there at each validation, and `resume=True`
     continues from it with identical results, because every epoch's tasks and episodes are
-    seeded by (seed, epoch). ``max_seconds`` stops early, after a validation, once that much
-    wall time has passed (``stopped_early`` then says so; resuming continues the run).
-    Defined in chapter 3 (``03_maml``).
+    seeded by (seed, epoch). `max_seconds` stops early, after a validation, once that much
+    wall time has passed (`stopped_early` then says so; resuming continues the run).
+    Defined in chapter 3 (`03_maml`).
     """
     cfg, policy = config or MetaRLConfig(), _base(model)
     family = get_family(cfg.family)

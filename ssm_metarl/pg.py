@@ -1,15 +1,15 @@
 """The REINFORCE and PPO training loops (CleanRL style): one readable loop each, every setting in a config.
 
-Both loops can weigh every task equally (``balance_tasks=True``). Unbalanced (the default),
+Both loops can weigh every task equally (`balance_tasks=True`). Unbalanced (the default),
 advantages are standardised over the whole batch and the loss is the mean over all played
 steps, so a task counts as much as the steps it played: on a mix of tasks, the ones the
 policy already balances (500-step episodes) drown out the ones where it falls at once
 (10-step episodes), and the tasks with the largest returns set the advantages' scale.
 Balanced, advantages are standardised within each task's episodes and the loss is each
-task's mean over its own steps, averaged over tasks (:func:`ssm_metarl.rl.masked_mean`
-with ``n_tasks``): every task pulls with the same weight. With one task, or tasks that
+task's mean over its own steps, averaged over tasks (`ssm_metarl.rl.masked_mean`
+with `n_tasks`): every task pulls with the same weight. With one task, or tasks that
 played equally many steps with the same advantage statistics, the two are the same.
-Taught in chapter 2 (``book/02_cartpole_tasks.md``); balancing in chapter 4.
+Taught in chapter 2 (`book/02_cartpole_tasks.md`); balancing in chapter 4.
 """
 from __future__ import annotations
 
@@ -30,14 +30,14 @@ from .validation import check_choice, check_int, check_positive, check_unit_inte
 
 __all__ = ["ValueNet", "ReinforceConfig", "PPOConfig", "TrainResult", "train_reinforce", "train_ppo", "BASELINES"]
 
-#: What :class:`ReinforceConfig` may subtract from the returns-to-go.
+#: What `ReinforceConfig` may subtract from the returns-to-go.
 BASELINES = ("batch", "learned", "none")
 
 
 class ValueNet(nn.Module):
     """A small critic V(obs): 4 → 64 → 64 → 1 with tanh. CartPole's observation is Markov for the physics.
 
-    Defined in chapter 2 (``02_cartpole_tasks``).
+    Defined in chapter 2 (`02_cartpole_tasks`).
     """
 
     def __init__(self, obs_dim: int = 4, hidden: int = 64, scale: float = 50.0):
@@ -96,7 +96,7 @@ class ReinforceConfig:
 
 @dataclass
 class PPOConfig:
-    """PPO-clip with GAE and a separate critic (:class:`ValueNet`). Defined in chapter 2."""
+    """PPO-clip with GAE and a separate critic (`ValueNet`). Defined in chapter 2."""
 
     episodes_per_iter: int = 8  # episodes collected per iteration (small batches: more updates per step)
     epochs: int = 2  # clipped policy steps on each batch (each one re-runs the SSM over the batch)
@@ -140,14 +140,14 @@ class TrainResult:
 
 
 def _seeded_critic(seed: int) -> ValueNet:
-    """A critic initialised from ``seed`` without touching the caller's global torch RNG."""
+    """A critic initialised from `seed` without touching the caller's global torch RNG."""
     with torch.random.fork_rng():
         torch.manual_seed(seed)
         return ValueNet()
 
 
 def _episode_tasks(tasks: Sequence[CartPoleTask], n: int, iteration: int) -> tuple[list[CartPoleTask], int]:
-    """Spread ``n`` episodes over the tasks, rotating through them when there are more tasks than episodes."""
+    """Spread `n` episodes over the tasks, rotating through them when there are more tasks than episodes."""
     tasks = list(tasks)
     if len(tasks) >= n:
         start = (iteration * n) % len(tasks)
@@ -170,7 +170,7 @@ def _solve_check(policy, tasks, cfg, seed: int, result: TrainResult) -> bool:
 
 
 def _play(policy, tasks, cfg, seed: int, iteration: int):
-    """The iteration's batch of episodes, and ``n_tasks`` for balancing (None: every step weighs the same)."""
+    """The iteration's batch of episodes, and `n_tasks` for balancing (None: every step weighs the same)."""
     ep_tasks, per_task = _episode_tasks(tasks, cfg.episodes_per_iter, iteration)
     traj = collect(policy, ep_tasks, per_task, seed=seed * 100_003 + iteration)
     return traj, (len(traj.tasks) if cfg.balance_tasks else None)
@@ -178,7 +178,7 @@ def _play(policy, tasks, cfg, seed: int, iteration: int):
 
 def _done(policy, tasks, cfg, seed: int, result: TrainResult, start: float, seconds: float, env_steps: int,
           mean_return: float) -> bool:
-    """Solved (greedy, checked in real Gymnasium; recorded in ``result``) or out of budget."""
+    """Solved (greedy, checked in real Gymnasium; recorded in `result`) or out of budget."""
     if cfg.target_return is not None and mean_return >= cfg.eval_trigger and _solve_check(policy, tasks, cfg, seed, result):
         result.solved, result.solved_at_seconds, result.solved_at_steps = True, time.perf_counter() - start, env_steps
         return True
@@ -187,9 +187,9 @@ def _done(policy, tasks, cfg, seed: int, result: TrainResult, start: float, seco
 
 def train_reinforce(policy: nn.Module, tasks: Sequence[CartPoleTask], config: ReinforceConfig | None = None,
                     seed: int = 0, progress: bool = False) -> TrainResult:
-    """Train ``policy`` on ``tasks`` with REINFORCE and a baseline; stops at the target or at a budget (iterations, steps, seconds).
+    """Train `policy` on `tasks` with REINFORCE and a baseline; stops at the target or at a budget (iterations, steps, seconds).
 
-    Defined in chapter 2 (``02_cartpole_tasks``).
+    Defined in chapter 2 (`02_cartpole_tasks`).
     """
     cfg = config or ReinforceConfig()
     critic = _seeded_critic(seed) if cfg.baseline == "learned" else None
@@ -233,10 +233,10 @@ def train_reinforce(policy: nn.Module, tasks: Sequence[CartPoleTask], config: Re
 
 def train_ppo(policy: nn.Module, tasks: Sequence[CartPoleTask], config: PPOConfig | None = None,
               seed: int = 0, progress: bool = False) -> TrainResult:
-    """Train ``policy`` on ``tasks`` with PPO-clip, GAE and a :class:`ValueNet` critic.
+    """Train `policy` on `tasks` with PPO-clip, GAE and a `ValueNet` critic.
 
     The critic is separate from the SSM (its output 2 is left unused) so that the policy
-    keeps exactly the model card's parameters. Defined in chapter 2 (``02_cartpole_tasks``).
+    keeps exactly the model card's parameters. Defined in chapter 2 (`02_cartpole_tasks`).
     """
     cfg = config or PPOConfig()
     critic = _seeded_critic(seed)

@@ -1,20 +1,20 @@
 """The policy interface that rollouts, losses and MAML rely on, and its implementations.
 
-A :class:`Policy` has four parts:
+A `Policy` has four parts:
 
-- ``initial_state(batch_size)``: the recurrent state at the start of an episode;
-- ``step(obs, prev_action, prev_reward, state) -> (logits, state)``: one step while acting.
-  :func:`~ssm_metarl.rollout.collect` passes every policy the previous action (-1 at the
+- `initial_state(batch_size)`: the recurrent state at the start of an episode;
+- `step(obs, prev_action, prev_reward, state) -> (logits, state)`: one step while acting.
+  `ssm_metarl.rollout.collect` passes every policy the previous action (-1 at the
   first step) and the previous reward (0 at the first step); most policies ignore them;
-- ``logits(obs, actions, rewards)``: the logits of a stored trajectory (..., T, >=2) by
+- `logits(obs, actions, rewards)`: the logits of a stored trajectory (..., T, >=2) by
   teacher forcing: the same inputs as while acting, all steps at once, differentiable;
-- greedy or sampled actions from logits: :func:`select_actions` (shared by all policies).
+- greedy or sampled actions from logits: `select_actions` (shared by all policies).
 
-Implementations: :class:`LinearPolicy` (a fixed rule), :class:`SSMPolicy` (the card's model on
-observations), :class:`RL2Policy` (the model on observation + previous action + previous
-reward), and :class:`TaskBatchedPolicy` (any of the SSM policies with per-task weights, a
+Implementations: `LinearPolicy` (a fixed rule), `SSMPolicy` (the card's model on
+observations), `RL2Policy` (the model on observation + previous action + previous
+reward), and `TaskBatchedPolicy` (any of the SSM policies with per-task weights, a
 leading task dimension). A new kind of policy is one new class here.
-Taught in chapter 2 (``book/02_cartpole_tasks.md``); task batching in chapter 3.
+Taught in chapter 2 (`book/02_cartpole_tasks.md`); task batching in chapter 3.
 """
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ Params = dict[str, torch.Tensor]
 
 @runtime_checkable
 class Policy(Protocol):
-    """What :func:`~ssm_metarl.rollout.collect`, the losses and MAML need of a policy (chapter 2)."""
+    """What `ssm_metarl.rollout.collect`, the losses and MAML need of a policy (chapter 2)."""
 
     def initial_state(self, batch_size: int) -> torch.Tensor: ...
 
@@ -43,20 +43,20 @@ class Policy(Protocol):
 
 def previous(actions: torch.Tensor, rewards: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """What a policy saw as "previous action and reward" at each stored step (..., T): the
-    values one step earlier, with -1 and 0 at the first step, exactly as :func:`collect` feeds them.
-    Defined in chapter 2 (``02_cartpole_tasks``); the RL^2 policy of chapter 4 reads them."""
+    values one step earlier, with -1 and 0 at the first step, exactly as `collect` feeds them.
+    Defined in chapter 2 (`02_cartpole_tasks`); the RL^2 policy of chapter 4 reads them."""
     prev_action = torch.cat([torch.full_like(actions[..., :1], -1), actions[..., :-1]], dim=-1)
     prev_reward = torch.cat([torch.zeros_like(rewards[..., :1]), rewards[..., :-1]], dim=-1)
     return prev_action, prev_reward
 
 
 class LinearPolicy:
-    """A fixed rule: push right when ``weights · (obs - offset) > 0``. It has no hidden state.
+    """A fixed rule: push right when `weights · (obs - offset) > 0`. It has no hidden state.
 
-    ``LinearPolicy([0, 0, 1, 0.5])`` is the rule a = [θ + 0.5 θ̇ > 0]. ``offset`` (4,) or (N, 4)
-    shifts the observation, e.g. by a known goal position for an oracle. ``LinearPolicy(None)``
+    `LinearPolicy([0, 0, 1, 0.5])` is the rule a = [θ + 0.5 θ̇ > 0]. `offset` (4,) or (N, 4)
+    shifts the observation, e.g. by a known goal position for an oracle. `LinearPolicy(None)`
     outputs zero logits: the uniformly random policy (when actions are sampled).
-    Defined in chapter 2 (``02_cartpole_tasks``).
+    Defined in chapter 2 (`02_cartpole_tasks`).
     """
 
     def __init__(self, weights=None, offset=None, sharpness: float = 1e3):
@@ -82,17 +82,17 @@ class LinearPolicy:
         return self._logits(obs)
 
     def __call__(self, obs: torch.Tensor, hidden: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """The chapter 2 form ``policy(obs, hidden) -> (logits, hidden)``."""
+        """The chapter 2 form `policy(obs, hidden) -> (logits, hidden)`."""
         return self._logits(obs), hidden
 
 
 class SSMPolicy:
-    """A recurrent policy on a sequence model (the card's :class:`~ssm_metarl.StateSpaceModel`): its
+    """A recurrent policy on a sequence model (the card's `ssm_metarl.StateSpaceModel`): its
     first two outputs are the action logits, its input is the observation.
 
-    The model needs ``init_hidden``, ``step(x, h, params)`` and ``outputs(xs, params, hidden)``.
-    ``params``: functional weights (e.g. MAML's adapted ones) instead of the module's own.
-    Subclasses change only :meth:`inputs`. Defined in chapter 2 (``02_cartpole_tasks``).
+    The model needs `init_hidden`, `step(x, h, params)` and `outputs(xs, params, hidden)`.
+    `params`: functional weights (e.g. MAML's adapted ones) instead of the module's own.
+    Subclasses change only `inputs`. Defined in chapter 2 (`02_cartpole_tasks`).
     """
 
     def __init__(self, model, params: Params | None = None):
@@ -119,8 +119,8 @@ class SSMPolicy:
 class RL2Policy(SSMPolicy):
     """An RL^2-style policy (Duan et al. 2016): the model's input is the observation, the previous
     action one-hot (zeros at the first step) and the previous reward: 4 + 2 + 1 = 7 numbers, so
-    the hidden state can infer the task from the rewards. Needs a model with ``input_dim=7``.
-    Defined in chapter 4 (``04_test_time_adaptation``).
+    the hidden state can infer the task from the rewards. Needs a model with `input_dim=7`.
+    Defined in chapter 4 (`04_test_time_adaptation`).
     """
 
     def inputs(self, obs, prev_action, prev_reward):
@@ -129,10 +129,10 @@ class RL2Policy(SSMPolicy):
 
 
 class TaskBatchedPolicy:
-    """``base`` (an :class:`SSMPolicy` or a subclass) with its own weights for each task: ``params``
-    carry a leading task dimension n. Episodes are task-major, as :func:`collect` lays them out
+    """`base` (an `SSMPolicy` or a subclass) with its own weights for each task: `params`
+    carry a leading task dimension n. Episodes are task-major, as `collect` lays them out
     (episode i plays task i // (N / n)); every task's weights run on its episodes as batched matmuls.
-    Defined in chapter 3 (``03_maml``).
+    Defined in chapter 3 (`03_maml`).
     """
 
     def __init__(self, base: SSMPolicy, params: Params):
@@ -161,7 +161,7 @@ class TaskBatchedPolicy:
 
 
 class CallablePolicy:
-    """Any function ``f(obs, hidden) -> (outputs, hidden)`` with a start state: a module that is not
+    """Any function `f(obs, hidden) -> (outputs, hidden)` with a start state: a module that is not
     a sequence model, or a closure. Teacher forcing runs it step by step. Defined in chapter 2."""
 
     def __init__(self, fn: Callable, init_hidden):
@@ -185,10 +185,10 @@ class CallablePolicy:
 
 
 def as_policy(policy, init_hidden=None) -> Policy:
-    """``policy`` as a :class:`Policy`: a Policy as it is, a sequence model (``step``, ``outputs``,
-    ``init_hidden``, like :class:`~ssm_metarl.StateSpaceModel`) as an :class:`SSMPolicy`, any other
-    callable ``f(obs, hidden)`` as a :class:`CallablePolicy` starting from ``init_hidden`` (a tensor or
-    a function of the batch size; default ``policy.init_hidden``). Defined in chapter 2."""
+    """`policy` as a `Policy`: a Policy as it is, a sequence model (`step`, `outputs`,
+    `init_hidden`, like `ssm_metarl.StateSpaceModel`) as an `SSMPolicy`, any other
+    callable `f(obs, hidden)` as a `CallablePolicy` starting from `init_hidden` (a tensor or
+    a function of the batch size; default `policy.init_hidden`). Defined in chapter 2."""
     if init_hidden is None and isinstance(policy, Policy):
         return policy
     if init_hidden is None and all(hasattr(policy, a) for a in ("step", "outputs", "init_hidden")):
@@ -201,11 +201,11 @@ def as_policy(policy, init_hidden=None) -> Policy:
 
 
 def select_actions(outputs: torch.Tensor, greedy: bool, generator: torch.Generator | None = None) -> torch.Tensor:
-    """Actions from the logits ``outputs[:, :2]``: argmax when ``greedy``, else a Categorical sample.
+    """Actions from the logits `outputs[:, :2]`: argmax when `greedy`, else a Categorical sample.
 
     With two actions a Categorical sample is a Bernoulli draw with P(right) = sigmoid(l1 - l0),
-    which is cheaper than ``torch.multinomial`` and takes a seeded generator.
-    Defined in chapter 2 (``02_cartpole_tasks``).
+    which is cheaper than `torch.multinomial` and takes a seeded generator.
+    Defined in chapter 2 (`02_cartpole_tasks`).
     """
     if outputs.dim() != 2 or outputs.shape[1] < N_ACTIONS:
         raise ValueError(f"policy outputs must have shape (N, >={N_ACTIONS}), got {tuple(outputs.shape)}")
@@ -217,9 +217,9 @@ def select_actions(outputs: torch.Tensor, greedy: bool, generator: torch.Generat
 
 
 def action_log_probs(outputs: torch.Tensor, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Log-probabilities of ``actions`` (..., T) and entropies under Categorical(logits=outputs[..., :2]).
+    """Log-probabilities of `actions` (..., T) and entropies under Categorical(logits=outputs[..., :2]).
 
-    Defined in chapter 2 (``02_cartpole_tasks``).
+    Defined in chapter 2 (`02_cartpole_tasks`).
     """
     log_p = torch.log_softmax(outputs[..., :N_ACTIONS], dim=-1)
     chosen = log_p.gather(-1, actions.unsqueeze(-1)).squeeze(-1)
@@ -228,9 +228,9 @@ def action_log_probs(outputs: torch.Tensor, actions: torch.Tensor) -> tuple[torc
 
 
 def policy_log_probs(policy, traj, init_hidden=None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Differentiable (log_probs, entropy), each (N, T), of the actions stored in ``traj``, by teacher
+    """Differentiable (log_probs, entropy), each (N, T), of the actions stored in `traj`, by teacher
     forcing: the policy runs over the stored steps with the inputs it had while acting.
-    Defined in chapter 2 (``02_cartpole_tasks``).
+    Defined in chapter 2 (`02_cartpole_tasks`).
     """
     if traj.obs.dim() != 3:
         raise ValueError(f"obs must have shape (N, T, obs_dim), got {tuple(traj.obs.shape)}")

@@ -1,11 +1,11 @@
 """Policy-gradient maths on tensors: returns, GAE, baselines, advantages, losses and the update guard.
 
 Plain functions of tensors (log-probabilities, advantages and a mask of played steps), so the
-same code serves a normal ``nn.Module`` and MAML's functional weights. Every average over
-played steps can be *balanced over tasks* (``n_tasks``): averaged within each task first, then
+same code serves a normal `nn.Module` and MAML's functional weights. Every average over
+played steps can be *balanced over tasks* (`n_tasks`): averaged within each task first, then
 over tasks, so that every task weighs the same however many steps it played (see
-:func:`masked_mean`). The training loops that use them are in :mod:`ssm_metarl.pg`.
-Taught in chapter 2 (``book/02_cartpole_tasks.md``).
+`masked_mean`). The training loops that use them are in `ssm_metarl.pg`.
+Taught in chapter 2 (`book/02_cartpole_tasks.md`).
 """
 from __future__ import annotations
 
@@ -33,12 +33,12 @@ log = logging.getLogger(__name__)
 # ----------------------------------------------------------------------------------------------
 
 def masked_mean(x: torch.Tensor, mask: torch.Tensor, n_tasks: int | None = None) -> torch.Tensor:
-    r"""Mean of ``x`` (N, T) over the played steps (``mask`` True).
+    r"""Mean of `x` (N, T) over the played steps (`mask` True).
 
-    Unbalanced (``n_tasks=None``): :math:`\sum_{(i,t) \in M} x_{it} / |M|`, so every *step*
+    Unbalanced (`n_tasks=None`): $\sum_{(i,t) \in M} x_{it} / |M|$, so every *step*
     weighs the same and a task weighs as much as the steps it played. Balanced over
-    ``n_tasks`` task-major groups of episodes (as :func:`~ssm_metarl.rollout.collect` lays them
-    out): :math:`\frac1n \sum_k \sum_{(i,t) \in M_k} x_{it} / |M_k|`, so every *task* weighs the
+    `n_tasks` task-major groups of episodes (as `ssm_metarl.rollout.collect` lays them
+    out): $\frac1n \sum_k \sum_{(i,t) \in M_k} x_{it} / |M_k|$, so every *task* weighs the
     same. The two agree when every task played equally many steps. Defined in chapter 2.
     """
     if n_tasks is not None:
@@ -48,9 +48,9 @@ def masked_mean(x: torch.Tensor, mask: torch.Tensor, n_tasks: int | None = None)
 
 
 def task_means(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Each task's mean of ``x`` over its played steps: ``x`` and ``mask`` (n_tasks, E, T) → (n_tasks,).
+    """Each task's mean of `x` over its played steps: `x` and `mask` (n_tasks, E, T) → (n_tasks,).
 
-    Defined in chapter 2 (``02_cartpole_tasks``); MAML's per-task losses in chapter 3.
+    Defined in chapter 2 (`02_cartpole_tasks`); MAML's per-task losses in chapter 3.
     """
     m = mask.to(x.dtype)
     return (x * m).sum(dim=(1, 2)) / m.sum(dim=(1, 2)).clamp_min(1.0)
@@ -64,10 +64,10 @@ def _per_task(x: torch.Tensor, n_tasks: int) -> torch.Tensor:
 
 
 def discounted_returns(rewards: torch.Tensor, mask: torch.Tensor, gamma: float = 0.99) -> torch.Tensor:
-    r"""Reward-to-go :math:`G_t = \sum_{k \ge t} \gamma^{k-t} r_k` of each episode, (N, T); 0 on padding.
+    r"""Reward-to-go $G_t = \sum_{k \ge t} \gamma^{k-t} r_k$ of each episode, (N, T); 0 on padding.
 
     The end of a collected episode is treated as terminal (also at the time limit).
-    Defined in chapter 2 (``02_cartpole_tasks``).
+    Defined in chapter 2 (`02_cartpole_tasks`).
     """
     check_unit_interval("gamma", gamma)
     rewards = rewards * mask
@@ -83,9 +83,9 @@ def gae(rewards: torch.Tensor, values: torch.Tensor, mask: torch.Tensor, gamma: 
         lam: float = 0.95) -> torch.Tensor:
     r"""Generalised advantage estimates (Schulman et al. 2016), (N, T); 0 on padding.
 
-    :math:`\delta_t = r_t + \gamma V_{t+1} - V_t`, :math:`A_t = \delta_t + \gamma\lambda A_{t+1}`,
-    with :math:`V = 0` after the last played step. ``lam=1`` gives :math:`G_t - V_t`,
-    ``lam=0`` the one-step TD error. Defined in chapter 2 (``02_cartpole_tasks``).
+    $\delta_t = r_t + \gamma V_{t+1} - V_t$, $A_t = \delta_t + \gamma\lambda A_{t+1}$,
+    with $V = 0$ after the last played step. `lam=1` gives $G_t - V_t$,
+    `lam=0` the one-step TD error. Defined in chapter 2 (`02_cartpole_tasks`).
     """
     check_unit_interval("gamma", gamma)
     check_unit_interval("lam", lam)
@@ -105,7 +105,7 @@ def gae(rewards: torch.Tensor, values: torch.Tensor, mask: torch.Tensor, gamma: 
 def batch_baseline(returns: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """The batch baseline: at each time step, the mean return-to-go of the episodes still playing. (N, T).
 
-    Defined in chapter 2 (``02_cartpole_tasks``).
+    Defined in chapter 2 (`02_cartpole_tasks`).
     """
     m = mask.to(returns.dtype)
     per_step = (returns * m).sum(dim=0) / m.sum(dim=0).clamp_min(1.0)
@@ -114,9 +114,9 @@ def batch_baseline(returns: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 
 def normalize_advantages(advantages: torch.Tensor, mask: torch.Tensor, eps: float = 1e-8,
                          n_tasks: int | None = None) -> torch.Tensor:
-    """Zero mean, unit standard deviation over the played steps; with ``n_tasks``, within each
+    """Zero mean, unit standard deviation over the played steps; with `n_tasks`, within each
     task's episodes separately (a task with large returns then does not set every task's scale).
-    Defined in chapter 2 (``02_cartpole_tasks``).
+    Defined in chapter 2 (`02_cartpole_tasks`).
     """
     if n_tasks is not None:
         per_task = [normalize_advantages(a, m, eps) for a, m in zip(_per_task(advantages, n_tasks),
@@ -133,19 +133,19 @@ def normalize_advantages(advantages: torch.Tensor, mask: torch.Tensor, eps: floa
 
 def reinforce_loss(log_probs: torch.Tensor, advantages: torch.Tensor, mask: torch.Tensor,
                    n_tasks: int | None = None) -> torch.Tensor:
-    r"""REINFORCE (Williams 1992): :math:`-\frac{1}{|M|}\sum_{(i,t)\in M} \log\pi(a_t|h_t)\,A_t`
-    (``n_tasks``: balanced over tasks, see :func:`masked_mean`).
+    r"""REINFORCE (Williams 1992): $-\frac{1}{|M|}\sum_{(i,t)\in M} \log\pi(a_t|h_t)\,A_t$
+    (`n_tasks`: balanced over tasks, see `masked_mean`).
 
-    ``advantages`` are treated as constants. Defined in chapter 2 (``02_cartpole_tasks``).
+    `advantages` are treated as constants. Defined in chapter 2 (`02_cartpole_tasks`).
     """
     return -masked_mean(log_probs * advantages.detach(), mask, n_tasks)
 
 
 def clipped_surrogate(log_probs: torch.Tensor, old_log_probs: torch.Tensor, advantages: torch.Tensor,
                       clip: float = 0.2) -> torch.Tensor:
-    r"""PPO's per-step clipped surrogate :math:`\min(\rho_t A_t, \operatorname{clip}(\rho_t, 1-\epsilon, 1+\epsilon) A_t)`,
-    :math:`\rho_t = \pi(a_t)/\pi_{old}(a_t)`, any shape; old log-probabilities and advantages are constants.
-    Defined in chapter 2 (``02_cartpole_tasks``).
+    r"""PPO's per-step clipped surrogate $\min(\rho_t A_t, \operatorname{clip}(\rho_t, 1-\epsilon, 1+\epsilon) A_t)$,
+    $\rho_t = \pi(a_t)/\pi_{old}(a_t)$, any shape; old log-probabilities and advantages are constants.
+    Defined in chapter 2 (`02_cartpole_tasks`).
     """
     check_positive("clip", clip)
     ratio = torch.exp(log_probs - old_log_probs.detach())
@@ -156,8 +156,8 @@ def clipped_surrogate(log_probs: torch.Tensor, old_log_probs: torch.Tensor, adva
 def ppo_clip_loss(log_probs: torch.Tensor, old_log_probs: torch.Tensor, advantages: torch.Tensor,
                   mask: torch.Tensor, clip: float = 0.2, n_tasks: int | None = None) -> torch.Tensor:
     r"""PPO's clipped surrogate (Schulman et al. 2017), averaged over played steps and negated to be minimised:
-    :math:`-\mathbb{E}[\min(\rho_t A_t, \operatorname{clip}(\rho_t, 1-\epsilon, 1+\epsilon) A_t)]`
-    (``n_tasks``: balanced over tasks, see :func:`masked_mean`). Defined in chapter 2 (``02_cartpole_tasks``).
+    $-\mathbb{E}[\min(\rho_t A_t, \operatorname{clip}(\rho_t, 1-\epsilon, 1+\epsilon) A_t)]$
+    (`n_tasks`: balanced over tasks, see `masked_mean`). Defined in chapter 2 (`02_cartpole_tasks`).
     """
     return -masked_mean(clipped_surrogate(log_probs, old_log_probs, advantages, clip), mask, n_tasks)
 
@@ -171,9 +171,9 @@ def value_loss(values: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor) 
 class UpdateGuard:
     """Clip gradients and refuse updates with a non-finite loss or gradient, counting each refusal.
 
-    ``guard.step(optimizer, loss, params)`` returns True when it updated the weights.
-    Broken RL code fails silently; a skipped update here is never silent: see ``skipped``.
-    Defined in chapter 2 (``02_cartpole_tasks``).
+    `guard.step(optimizer, loss, params)` returns True when it updated the weights.
+    Broken RL code fails silently; a skipped update here is never silent: see `skipped`.
+    Defined in chapter 2 (`02_cartpole_tasks`).
     """
 
     max_grad_norm: float | None = 0.5
@@ -202,7 +202,7 @@ class UpdateGuard:
 
 
 def __getattr__(name: str):
-    """The training loops moved to :mod:`ssm_metarl.pg`; their names stay reachable as ``rl.*`` (chapter 2 uses them)."""
+    """The training loops moved to `ssm_metarl.pg`; their names stay reachable as `rl.*` (chapter 2 uses them)."""
     from . import pg
 
     if name in pg.__all__:

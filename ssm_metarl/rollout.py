@@ -1,16 +1,16 @@
 """Batched rollouts: many episodes of many CartPole tasks at once, one policy forward per step.
 
-:func:`collect` plays ``episodes_per_task`` episodes of every task in one vectorised
-Gymnasium environment (:class:`ssm_metarl.tasks.CartPoleTaskVectorEnv`) and returns a
-:class:`Trajectories` batch. :func:`evaluate` scores a policy with a bootstrap CI, either on
-the vectorised simulator or on real single Gymnasium environments (``backend="gymnasium"``).
+`collect` plays `episodes_per_task` episodes of every task in one vectorised
+Gymnasium environment (`ssm_metarl.tasks.CartPoleTaskVectorEnv`) and returns a
+`Trajectories` batch. `evaluate` scores a policy with a bootstrap CI, either on
+the vectorised simulator or on real single Gymnasium environments (`backend="gymnasium"`).
 
-A policy is anything :func:`ssm_metarl.policy.as_policy` accepts: a :class:`~ssm_metarl.policy.Policy`
-(:class:`~ssm_metarl.policy.LinearPolicy`, an SSM, RL^2 or task-batched policy), a
-:class:`~ssm_metarl.StateSpaceModel`, or a function ``f(obs, hidden)`` with ``init_hidden``.
+A policy is anything `ssm_metarl.policy.as_policy` accepts: a `ssm_metarl.policy.Policy`
+(`ssm_metarl.policy.LinearPolicy`, an SSM, RL^2 or task-batched policy), a
+`ssm_metarl.StateSpaceModel`, or a function `f(obs, hidden)` with `init_hidden`.
 Every step, a policy is given the observation, its previous action and the previous reward.
 
-Taught in chapter 2 (``book/02_cartpole_tasks.md``).
+Taught in chapter 2 (`book/02_cartpole_tasks.md`).
 """
 from __future__ import annotations
 
@@ -32,11 +32,11 @@ __all__ = ["Trajectories", "EvalResult", "collect", "evaluate", "naive_rollout",
 
 @dataclass
 class Trajectories:
-    """A batch of episodes, padded to the longest one. Episode ``i`` played ``tasks[task_index[i]]``.
+    """A batch of episodes, padded to the longest one. Episode `i` played `tasks[task_index[i]]`.
 
-    Episodes are task-major: episode ``i`` belongs to task ``i // episodes_per_task``.
-    ``mask[i, t]`` is True when step ``t`` was played; padded steps hold zeros.
-    Defined in chapter 2 (``02_cartpole_tasks``).
+    Episodes are task-major: episode `i` belongs to task `i // episodes_per_task`.
+    `mask[i, t]` is True when step `t` was played; padded steps hold zeros.
+    Defined in chapter 2 (`02_cartpole_tasks`).
     """
 
     obs: torch.Tensor  # (N, T, 4) float32: the observation the action was chosen from
@@ -45,7 +45,7 @@ class Trajectories:
     mask: torch.Tensor  # (N, T) bool: the step was played (the agent was alive before it)
     log_probs: torch.Tensor  # (N, T) float32: log pi(a_t | history) of the acting policy, 0 on padding
     terminated: torch.Tensor  # (N,) bool: ended by falling (True) or by the time limit / not at all (False)
-    task_index: torch.Tensor  # (N,) int64 into ``tasks``
+    task_index: torch.Tensor  # (N,) int64 into `tasks`
     tasks: tuple[CartPoleTask, ...]
     episodes_per_task: int
 
@@ -65,7 +65,7 @@ class Trajectories:
         return int(self.mask.sum())
 
     def for_task(self, k: int) -> "Trajectories":
-        """The episodes of task ``k`` only (a view; the padding is kept)."""
+        """The episodes of task `k` only (a view; the padding is kept)."""
         s = slice(k * self.episodes_per_task, (k + 1) * self.episodes_per_task)
         return Trajectories(self.obs[s], self.actions[s], self.rewards[s], self.mask[s], self.log_probs[s], self.terminated[s],
                             self.task_index[s] - k, (self.tasks[k],), self.episodes_per_task)
@@ -87,14 +87,14 @@ def _expand(tasks: Sequence[CartPoleTask], episodes_per_task: int) -> list[CartP
 @torch.no_grad()
 def collect(policy: Callable, tasks: Sequence[CartPoleTask], episodes_per_task: int = 1, seed: int = 0,
             max_steps: int | None = None, greedy: bool = False, init_hidden=None) -> Trajectories:
-    """Play ``episodes_per_task`` episodes of every task, all at once; return them as :class:`Trajectories`.
+    """Play `episodes_per_task` episodes of every task, all at once; return them as `Trajectories`.
 
     One vectorised Gymnasium environment steps all N = len(tasks) * episodes_per_task episodes,
-    and the policy runs once per time step on the whole (N, 4) batch. ``seed`` fixes the start
-    states (``reset(seed=seed)``) and the sampled actions (a ``torch.Generator``). ``max_steps``
-    caps every episode (default: each task's own ``max_steps``). Runs without gradients; see
-    :func:`ssm_metarl.policy.policy_log_probs` to recompute differentiable log-probabilities.
-    Defined in chapter 2 (``02_cartpole_tasks``).
+    and the policy runs once per time step on the whole (N, 4) batch. `seed` fixes the start
+    states (`reset(seed=seed)`) and the sampled actions (a `torch.Generator`). `max_steps`
+    caps every episode (default: each task's own `max_steps`). Runs without gradients; see
+    `ssm_metarl.policy.policy_log_probs` to recompute differentiable log-probabilities.
+    Defined in chapter 2 (`02_cartpole_tasks`).
     """
     episode_tasks = _expand(tasks, episodes_per_task)
     n = len(episode_tasks)
@@ -143,7 +143,7 @@ def collect(policy: Callable, tasks: Sequence[CartPoleTask], episodes_per_task: 
 class EvalResult:
     """Returns of an evaluation: one per episode (task-major), their mean and 95% bootstrap CI.
 
-    Defined in chapter 2 (``02_cartpole_tasks``).
+    Defined in chapter 2 (`02_cartpole_tasks`).
     """
 
     returns: np.ndarray  # (n_tasks * episodes,)
@@ -171,7 +171,7 @@ class EvalResult:
 
 @torch.no_grad()
 def _gymnasium_returns(policy, episode_tasks, seed, max_steps, greedy, init_hidden) -> np.ndarray:
-    """Play each episode in its own real Gymnasium env (``make_env``), batching only the policy."""
+    """Play each episode in its own real Gymnasium env (`make_env`), batching only the policy."""
     envs = [make_env(t if max_steps is None else CartPoleTask(**{**t.to_dict(), "max_steps": min(t.max_steps, max_steps)}))
             for t in episode_tasks]
     n = len(envs)
@@ -198,12 +198,12 @@ def _gymnasium_returns(policy, episode_tasks, seed, max_steps, greedy, init_hidd
 
 def evaluate(policy: Callable, tasks: Sequence[CartPoleTask], episodes: int = 10, seed: int = 0, greedy: bool = True,
              backend: str = "vector", max_steps: int | None = None, init_hidden=None) -> EvalResult:
-    """Mean return of ``policy`` over ``episodes`` episodes per task, with a 95% bootstrap CI.
+    """Mean return of `policy` over `episodes` episodes per task, with a 95% bootstrap CI.
 
-    ``backend="vector"`` uses :func:`collect`; ``backend="gymnasium"`` plays every episode in a
-    real ``gym.make`` environment (episode ``i`` resets with ``seed + i``), the check used for
-    "solved" claims. ``greedy=True`` takes the argmax action, as the model card does.
-    Defined in chapter 2 (``02_cartpole_tasks``).
+    `backend="vector"` uses `collect`; `backend="gymnasium"` plays every episode in a
+    real `gym.make` environment (episode `i` resets with `seed + i`), the check used for
+    "solved" claims. `greedy=True` takes the argmax action, as the model card does.
+    Defined in chapter 2 (`02_cartpole_tasks`).
     """
     if backend == "vector":
         traj = collect(policy, tasks, episodes, seed=seed, max_steps=max_steps, greedy=greedy, init_hidden=init_hidden)
@@ -218,9 +218,9 @@ def evaluate(policy: Callable, tasks: Sequence[CartPoleTask], episodes: int = 10
 
 @torch.no_grad()
 def naive_rollout(model, steps: int = 500, seed: int = 0) -> int:
-    """The model card's way of playing, for timing against :func:`collect`: one ``gym.make("CartPole-v1")``
-    environment and one batch-1 forward per step, actions sampled, for ``steps`` steps (episodes
-    restart as they end). Returns the steps played. Defined in chapter 2 (``02_cartpole_tasks``).
+    """The model card's way of playing, for timing against `collect`: one `gym.make("CartPole-v1")`
+    environment and one batch-1 forward per step, actions sampled, for `steps` steps (episodes
+    restart as they end). Returns the steps played. Defined in chapter 2 (`02_cartpole_tasks`).
     """
     import gymnasium as gym
 
@@ -242,8 +242,8 @@ def naive_rollout(model, steps: int = 500, seed: int = 0) -> int:
 
 @dataclass
 class RolloutRates:
-    """Environment steps per second of :func:`naive_rollout` and of :func:`collect` at several batch
-    sizes, timed in interleaved rounds by :func:`rollout_rates`. Defined in chapter 2 (``02_cartpole_tasks``)."""
+    """Environment steps per second of `naive_rollout` and of `collect` at several batch
+    sizes, timed in interleaved rounds by `rollout_rates`. Defined in chapter 2 (`02_cartpole_tasks`)."""
 
     sizes: list[int]  # N, the episodes collect() steps together
     naive_steps: int  # steps the naive loop plays per round
@@ -251,12 +251,12 @@ class RolloutRates:
     seconds: dict  # "naive" or N -> wall seconds of each round
 
     def rate(self, name) -> float:
-        """Steps per second of ``"naive"`` or of ``collect`` at N = ``name``, in its least disturbed round."""
+        """Steps per second of `"naive"` or of `collect` at N = `name`, in its least disturbed round."""
         steps = self.naive_steps if name == "naive" else self.played[name]
         return steps / min(self.seconds[name])
 
     def speedup(self, n: int) -> Estimate:
-        """How many times more steps per second ``collect`` at N = ``n`` plays than the naive loop:
+        """How many times more steps per second `collect` at N = `n` plays than the naive loop:
         the mean of the per-round ratios, with a 95% bootstrap CI over rounds."""
         return bootstrap_ci([(self.played[n] / batched) / (self.naive_steps / naive)
                              for batched, naive in zip(self.seconds[n], self.seconds["naive"])])
@@ -264,10 +264,10 @@ class RolloutRates:
 
 def rollout_rates(model, sizes=(1, 16, 128, 1024), naive_steps: int = 500, rounds: int = 3, seed: int = 0,
                   max_steps: int | None = 200, task: CartPoleTask | None = None) -> RolloutRates:
-    """Time :func:`naive_rollout` (``naive_steps`` steps) against :func:`collect` with N episodes at once
-    for each N in ``sizes`` (episodes capped at ``max_steps``), the variants taking turns in each of
-    ``rounds`` rounds. Use a policy whose episodes run long (e.g. :func:`ssm_metarl.ssm.balancing_ssm`),
-    as a trained one's do. Defined in chapter 2 (``02_cartpole_tasks``).
+    """Time `naive_rollout` (`naive_steps` steps) against `collect` with N episodes at once
+    for each N in `sizes` (episodes capped at `max_steps`), the variants taking turns in each of
+    `rounds` rounds. Use a policy whose episodes run long (e.g. `ssm_metarl.ssm.balancing_ssm`),
+    as a trained one's do. Defined in chapter 2 (`02_cartpole_tasks`).
     """
     task = task or CartPoleTask()
     played = {n: collect(model, [task], n, seed=seed, max_steps=max_steps).num_steps for n in sizes}

@@ -1,6 +1,6 @@
 """Chapter 1's linear SSM: discretisation, the parallel scan and a diagonal SSM layer (S4D / LRU style).
 
-Taught in chapter 1 (``book/01_state_space_models.md``).
+Taught in chapter 1 (`book/01_state_space_models.md`).
 """
 from __future__ import annotations
 
@@ -16,25 +16,25 @@ from .validation import check_choice, check_int
 __all__ = ["discretize", "parallel_scan", "DiagonalSSMConfig", "DiagonalSSM", "DISCRETIZATIONS", "COMPUTE_MODES",
            "SCAN_CHUNK", "forward_backward_variants"]
 
-DISCRETIZATIONS = ("zoh", "bilinear")  #: valid ``method`` values of :func:`discretize`
-COMPUTE_MODES = ("recurrence", "scan", "fft")  #: the three ways :class:`DiagonalSSM` computes its output
-SCAN_CHUNK = 64  #: default chunk length of :class:`DiagonalSSM`'s ``"scan"`` mode (1 = the plain scan)
+DISCRETIZATIONS = ("zoh", "bilinear")  #: valid `method` values of `discretize`
+COMPUTE_MODES = ("recurrence", "scan", "fft")  #: the three ways `DiagonalSSM` computes its output
+SCAN_CHUNK = 64  #: default chunk length of `DiagonalSSM`'s `"scan"` mode (1 = the plain scan)
 
 
 def discretize(A: torch.Tensor, B: torch.Tensor, dt, method: str = "zoh") -> tuple[torch.Tensor, torch.Tensor]:
-    r"""Discretise the diagonal continuous SSM :math:`x' = A x + B u` with step ``dt``.
+    r"""Discretise the diagonal continuous SSM $x' = A x + B u$ with step `dt`.
 
-    Returns :math:`(\bar A, \bar B)` of the recurrence :math:`x_k = \bar A x_{k-1} + \bar B u_k`.
-    ``A`` is the diagonal of the state matrix, real or complex, shape (..., N); ``B`` and ``dt``
-    broadcast against it (``dt`` may be a float or, e.g., one step per channel of shape (H, 1)).
+    Returns $(\bar A, \bar B)$ of the recurrence $x_k = \bar A x_{k-1} + \bar B u_k$.
+    `A` is the diagonal of the state matrix, real or complex, shape (..., N); `B` and `dt`
+    broadcast against it (`dt` may be a float or, e.g., one step per channel of shape (H, 1)).
 
-    - ``"zoh"`` (zero-order hold, exact when ``u`` is constant over each step):
-      :math:`\bar A = e^{\Delta A}`, :math:`\bar B = (e^{\Delta A} - 1) A^{-1} B`.
-    - ``"bilinear"`` (the trapezoid rule, Tustin's method):
-      :math:`\bar A = (1 + \Delta A/2)/(1 - \Delta A/2)`, :math:`\bar B = \Delta B/(1 - \Delta A/2)`.
+    - `"zoh"` (zero-order hold, exact when `u` is constant over each step):
+      $\bar A = e^{\Delta A}$, $\bar B = (e^{\Delta A} - 1) A^{-1} B$.
+    - `"bilinear"` (the trapezoid rule, Tustin's method):
+      $\bar A = (1 + \Delta A/2)/(1 - \Delta A/2)$, $\bar B = \Delta B/(1 - \Delta A/2)$.
 
-    Both map :math:`\mathrm{Re}\,A < 0` to :math:`|\bar A| < 1`: a stable continuous system stays
-    stable for every step size. Taught in chapter 1 (``01_state_space_models``).
+    Both map $\mathrm{Re}\,A < 0$ to $|\bar A| < 1$: a stable continuous system stays
+    stable for every step size. Taught in chapter 1 (`01_state_space_models`).
     """
     check_choice("method", method, DISCRETIZATIONS)
     dt = torch.as_tensor(dt, dtype=A.real.dtype, device=A.device)
@@ -50,18 +50,18 @@ def discretize(A: torch.Tensor, B: torch.Tensor, dt, method: str = "zoh") -> tup
 
 
 def parallel_scan(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    r"""Every state of :math:`x_t = a\,x_{t-1} + b_t` (with :math:`x_{-1} = 0`) in log-depth.
+    r"""Every state of $x_t = a\,x_{t-1} + b_t$ (with $x_{-1} = 0$) in log-depth.
 
-    ``b`` has shape (B, L, ...), time on dim 1; ``a`` is constant in time and broadcasts
-    against ``b[:, 0]``. Returns the states, shaped like ``b``.
+    `b` has shape (B, L, ...), time on dim 1; `a` is constant in time and broadcasts
+    against `b[:, 0]`. Returns the states, shaped like `b`.
 
     Recursive doubling (the work-efficient scan of Blelloch 1990): two steps of the
-    recurrence are one step of a recurrence with :math:`a^2`,
-    :math:`x_{2i+1} = a^2 x_{2i-1} + (a\,b_{2i} + b_{2i+1})`. So we pair up neighbours, solve
+    recurrence are one step of a recurrence with $a^2$,
+    $x_{2i+1} = a^2 x_{2i-1} + (a\,b_{2i} + b_{2i+1})$. So we pair up neighbours, solve
     the half-length problem for the odd positions, and fill in each even position from its
-    left neighbour, :math:`x_{2i} = a\,x_{2i-1} + b_{2i}`. Each level is a handful of
-    elementwise operations over the whole sequence; there are :math:`\log_2 L` levels.
-    Taught in chapter 1 (``01_state_space_models``).
+    left neighbour, $x_{2i} = a\,x_{2i-1} + b_{2i}$. Each level is a handful of
+    elementwise operations over the whole sequence; there are $\log_2 L$ levels.
+    Taught in chapter 1 (`01_state_space_models`).
     """
     length = b.shape[1]
     if length == 1:
@@ -76,7 +76,7 @@ def parallel_scan(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 @dataclass(frozen=True)
 class DiagonalSSMConfig:
-    """Sizes and initialisation of :class:`DiagonalSSM` (chapter 1)."""
+    """Sizes and initialisation of `DiagonalSSM` (chapter 1)."""
 
     channels: int = 32  # H: input = output channels, each with its own independent SSM
     state_dim: int = 16  # N: diagonal states per channel
@@ -102,17 +102,17 @@ class DiagonalSSM(nn.Module):
     .. math::
         x'(t) = A x(t) + B u(t), \qquad y(t) = \mathrm{Re}\big(C x(t)\big) + D u(t),
 
-    with diagonal ``A``, discretised by :func:`discretize` with a learned step per channel.
-    ``Re A = -exp(.)`` is negative by construction, so the discrete eigenvalues lie inside the
+    with diagonal `A`, discretised by `discretize` with a learned step per channel.
+    `Re A = -exp(.)` is negative by construction, so the discrete eigenvalues lie inside the
     unit circle at initialisation and stay there during training. The initialisation is S4D's
-    (Gu et al. 2022): ``A_n = -1/2 + i pi n`` for complex states, ``A_n = -(n + 1)`` for real ones,
-    ``B = 1``, ``C`` and ``D`` standard normal.
+    (Gu et al. 2022): `A_n = -1/2 + i pi n` for complex states, `A_n = -(n + 1)` for real ones,
+    `B = 1`, `C` and `D` standard normal.
 
-    ``forward(u, mode)`` maps (B, L, H) to (B, L, H) in one of three ways that give the
-    same output: ``"recurrence"`` (step by step, as when acting), ``"fft"`` (a causal
-    convolution with the impulse-response kernel, for training) and ``"scan"`` (a
-    log-depth :func:`parallel_scan` across chunks of time, see :meth:`chunked_scan`).
-    Taught in chapter 1 (``01_state_space_models``).
+    `forward(u, mode)` maps (B, L, H) to (B, L, H) in one of three ways that give the
+    same output: `"recurrence"` (step by step, as when acting), `"fft"` (a causal
+    convolution with the impulse-response kernel, for training) and `"scan"` (a
+    log-depth `parallel_scan` across chunks of time, see `chunked_scan`).
+    Taught in chapter 1 (`01_state_space_models`).
     """
 
     def __init__(self, channels: int = 32, state_dim: int = 16, *, complex_state: bool = True,
@@ -140,24 +140,24 @@ class DiagonalSSM(nn.Module):
         return torch.view_as_complex(p) if self.config.complex_state else p
 
     def continuous(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """The continuous-time ``(A, B, C)``, each of shape (H, N)."""
+        """The continuous-time `(A, B, C)`, each of shape (H, N)."""
         real = -torch.exp(self.log_neg_real_A)
         A = torch.complex(real, self.imag_A) if self.config.complex_state else real
         return A, self._complex(self.B), self._complex(self.C)
 
     def discrete(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """The discrete ``(A_bar, B_bar, C)``, each (H, N), with each channel's own step."""
+        """The discrete `(A_bar, B_bar, C)`, each (H, N), with each channel's own step."""
         A, B, C = self.continuous()
         A_bar, B_bar = discretize(A, B, torch.exp(self.log_dt)[:, None], self.config.method)
         return A_bar, B_bar, C
 
     def kernel(self, length: int) -> torch.Tensor:
-        r"""The impulse response :math:`K_l = \mathrm{Re}\sum_n C_n \bar A_n^l \bar B_n`, shape (length, H).
+        r"""The impulse response $K_l = \mathrm{Re}\sum_n C_n \bar A_n^l \bar B_n$, shape (length, H).
 
-        It excludes the ``D u`` feed-through. With a diagonal ``A`` the powers are elementwise,
+        It excludes the `D u` feed-through. With a diagonal `A` the powers are elementwise,
         so the kernel is a Vandermonde product. We never build the (H, N, L) table of powers:
-        writing :math:`l = aT + b` with :math:`T \approx \sqrt L`,
-        :math:`K_{aT+b} = \mathrm{Re}\sum_n (C_n \bar B_n \bar A_n^{aT})\,\bar A_n^{b}`, one
+        writing $l = aT + b$ with $T \approx \sqrt L$,
+        $K_{aT+b} = \mathrm{Re}\sum_n (C_n \bar B_n \bar A_n^{aT})\,\bar A_n^{b}$, one
         (L/T, N) @ (N, T) matrix product per channel from two small tables of powers.
         """
         A_bar, B_bar, C = _as_complex(*self.discrete())
@@ -175,7 +175,7 @@ class DiagonalSSM(nn.Module):
         return torch.zeros(batch_size, *A_bar.shape, dtype=A_bar.dtype, device=A_bar.device)
 
     def step(self, u_t: torch.Tensor, state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """One step for acting: ``u_t`` (B, H), ``state`` (B, H, N) → (``y_t`` (B, H), next state)."""
+        """One step for acting: `u_t` (B, H), `state` (B, H, N) → (`y_t` (B, H), next state)."""
         H, N = self.config.channels, self.config.state_dim
         if u_t.dim() != 2 or u_t.shape[-1] != H:
             raise ValueError(f"u_t must have shape (B, {H}), got {tuple(u_t.shape)}")
@@ -193,9 +193,9 @@ class DiagonalSSM(nn.Module):
             raise ValueError(f"u must have shape (B, L, {H}) with L >= 1, got {tuple(u.shape)}")
 
     def forward(self, u: torch.Tensor, mode: str = "fft", chunk: int = SCAN_CHUNK) -> torch.Tensor:
-        """Map inputs ``u`` (B, L, H) to outputs (B, L, H), from the zero state, by ``mode``.
+        """Map inputs `u` (B, L, H) to outputs (B, L, H), from the zero state, by `mode`.
 
-        ``chunk`` is the chunk length of the ``"scan"`` mode (see :meth:`chunked_scan`).
+        `chunk` is the chunk length of the `"scan"` mode (see `chunked_scan`).
         """
         self._check_sequence(u)
         check_choice("mode", mode, COMPUTE_MODES)
@@ -216,22 +216,22 @@ class DiagonalSSM(nn.Module):
         return torch.stack(outputs, dim=1)
 
     def chunked_scan(self, u: torch.Tensor, chunk: int = SCAN_CHUNK) -> torch.Tensor:
-        r"""The ``"scan"`` mode: :func:`parallel_scan` across chunks, matrix products within them.
+        r"""The `"scan"` mode: `parallel_scan` across chunks, matrix products within them.
 
-        Cut time into :math:`M` chunks of :math:`T` = ``chunk`` steps. Inside a chunk that
-        starts from state :math:`x^{\rm in}`, step :math:`s` has state
-        :math:`\bar A^{s+1} x^{\rm in} + \sum_{r \le s} \bar A^{s-r} \bar B u_r`, so
+        Cut time into $M$ chunks of $T$ = `chunk` steps. Inside a chunk that
+        starts from state $x^{\rm in}$, step $s$ has state
+        $\bar A^{s+1} x^{\rm in} + \sum_{r \le s} \bar A^{s-r} \bar B u_r$, so
 
-        - its output is :math:`\sum_{r \le s} K_{s-r} u_r` (a T x T lower-triangular
+        - its output is $\sum_{r \le s} K_{s-r} u_r$ (a T x T lower-triangular
           Toeplitz matrix of kernel taps, applied to the chunk's inputs) plus
-          :math:`\mathrm{Re}(C \bar A^{s+1} x^{\rm in})`;
-        - its end state is :math:`\bar A^T x^{\rm in} + \sum_r \bar A^{T-1-r} \bar B u_r`:
-          a recurrence from chunk to chunk with multiplier :math:`\bar A^T`, which
-          :func:`parallel_scan` solves in :math:`\log_2 M` levels.
+          $\mathrm{Re}(C \bar A^{s+1} x^{\rm in})$;
+        - its end state is $\bar A^T x^{\rm in} + \sum_r \bar A^{T-1-r} \bar B u_r$:
+          a recurrence from chunk to chunk with multiplier $\bar A^T$, which
+          `parallel_scan` solves in $\log_2 M$ levels.
 
         Only one state per chunk is stored, not one per step; the rest is matrix products.
-        This is the chunkwise algorithm of Mamba-2 (Dao and Gu 2024). ``chunk=1`` is the plain
-        scan over every step's state. Taught in chapter 1 (``01_state_space_models``).
+        This is the chunkwise algorithm of Mamba-2 (Dao and Gu 2024). `chunk=1` is the plain
+        scan over every step's state. Taught in chapter 1 (`01_state_space_models`).
         """
         self._check_sequence(u)
         chunk = check_int("chunk", chunk)
@@ -271,25 +271,25 @@ def _as_complex(*tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
 # rather than promoting the big real operand to complex (twice the memory) or multiplying strided
 # .real/.imag views (which batched matmul and its backward copy one batch entry at a time).
 def _real_times_complex(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-    """``x @ w`` for real ``x`` (..., R, K) and complex ``w`` (..., K, M): complex (..., R, M)."""
+    """`x @ w` for real `x` (..., R, K) and complex `w` (..., K, M): complex (..., R, M)."""
     pairs = torch.view_as_real(w).reshape(*w.shape[:-1], -1)  # (..., K, 2M): re, im interleaved
     return torch.view_as_complex((x @ pairs).reshape(*x.shape[:-1], -1, 2))
 
 
 def _real_part_of_product(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-    """``Re(x @ w)`` for complex ``x`` (..., R, K) and ``w`` (..., K, M): real (..., R, M)."""
+    """`Re(x @ w)` for complex `x` (..., R, K) and `w` (..., K, M): real (..., R, M)."""
     # Re(x w) = x_re w_re - x_im w_im, as one product of width 2K
     rows = torch.stack([w.real, -w.imag], dim=-2).reshape(*w.shape[:-2], -1, w.shape[-1])  # (..., 2K, M)
     return torch.view_as_real(x).reshape(*x.shape[:-1], -1) @ rows
 
 
 def _powers(A_bar: torch.Tensor, exponents: torch.Tensor) -> torch.Tensor:
-    """``A_bar`` (H, N), complex, raised to each integer exponent (K,): shape (H, N, K)."""
+    """`A_bar` (H, N), complex, raised to each integer exponent (K,): shape (H, N, K)."""
     # exp(k log A_bar): every power at once, with no chain of products to wait on
     return torch.exp(torch.log(A_bar)[..., None] * exponents.to(A_bar.device, A_bar.real.dtype))
 
 
-#: The variants :func:`forward_backward_variants` times: name -> keyword arguments of :meth:`DiagonalSSM.forward`.
+#: The variants `forward_backward_variants` times: name -> keyword arguments of `DiagonalSSM.forward`.
 TIMED_VARIANTS = {"loop": dict(mode="recurrence"), "plain scan": dict(mode="scan", chunk=1),
                   "scan": dict(mode="scan"), "fft": dict(mode="fft")}
 
@@ -297,13 +297,13 @@ TIMED_VARIANTS = {"loop": dict(mode="recurrence"), "plain scan": dict(mode="scan
 def forward_backward_variants(batch: int, channels: int, state_dim: int, length: int, seed: int = 0,
                               names=("loop", "plain scan", "scan", "fft", "fft floor")) -> dict[str, Callable[[], torch.Tensor]]:
     """Zero-argument functions, one per variant, each running one forward + backward pass of a
-    seeded :class:`DiagonalSSM` on the same seeded input (B, L, H); pass them to
-    :func:`ssm_metarl.timing.time_rounds`. Each returns the layer's output (detached).
+    seeded `DiagonalSSM` on the same seeded input (B, L, H); pass them to
+    `ssm_metarl.timing.time_rounds`. Each returns the layer's output (detached).
 
-    ``"loop"``, ``"plain scan"``, ``"scan"`` and ``"fft"`` are :data:`TIMED_VARIANTS`. ``"fft floor"``
+    `"loop"`, `"plain scan"`, `"scan"` and `"fft"` are `TIMED_VARIANTS`. `"fft floor"`
     runs only the three length-2L FFTs over all B x H sequences that any FFT convolution's forward
     and backward pass needs (the input's transform, the product's inverse transform, the output
-    gradient's transform): no FFT mode can beat it. Taught in chapter 1 (``01_state_space_models``).
+    gradient's transform): no FFT mode can beat it. Taught in chapter 1 (`01_state_space_models`).
     """
     layer = DiagonalSSM(channels, state_dim, seed=seed)
     u = torch.randn(batch, length, channels, generator=torch.Generator().manual_seed(seed))

@@ -1,9 +1,9 @@
-"""The model card's neural state space model, ``StateSpaceModel``: its equations, written once.
+"""The model card's neural state space model, `StateSpaceModel`: its equations, written once.
 
-Every other module runs the model through :meth:`StateSpaceModel.outputs` and
-:meth:`StateSpaceModel.step`, which also take functional weights with a leading task
+Every other module runs the model through `StateSpaceModel.outputs` and
+`StateSpaceModel.step`, which also take functional weights with a leading task
 dimension (batched matmuls); none of them knows its layer names.
-Taught in chapter 1 (``book/01_state_space_models.md``).
+Taught in chapter 1 (`book/01_state_space_models.md`).
 """
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ Params = dict[str, torch.Tensor]
 
 @dataclass(frozen=True)
 class SSMConfig:
-    """Sizes of :class:`StateSpaceModel`; the model card uses (32, 4, 4, 64). Defined in chapter 1."""
+    """Sizes of `StateSpaceModel`; the model card uses (32, 4, 4, 64). Defined in chapter 1."""
 
     state_dim: int = 32  # size of the recurrent state h
     input_dim: int = 4  # size of one input x_t (CartPole's observation)
@@ -57,20 +57,20 @@ class StateSpaceModel(nn.Module):
     .. math::
         h_t = \tanh\big(f(h_{t-1}) + B x_t\big), \qquad y_t = C(h_t) + D x_t
 
-    ``f`` (state→hidden→state) and ``C`` (state→hidden→output) are two-layer ReLU MLPs,
-    ``B`` and ``D`` are affine maps. It is a nonlinear recurrent network in state-space
-    form, not an LSTM. The ``tanh`` bounds the state in (-1, 1): without it, trained
-    policies drove ``|h|`` past 1e22 and then to NaN (``bounded=False`` restores that
+    `f` (state→hidden→state) and `C` (state→hidden→output) are two-layer ReLU MLPs,
+    `B` and `D` are affine maps. It is a nonlinear recurrent network in state-space
+    form, not an LSTM. The `tanh` bounds the state in (-1, 1): without it, trained
+    policies drove `|h|` past 1e22 and then to NaN (`bounded=False` restores that
     behaviour for chapter 1's demonstration). The bound adds no parameters: the card's
     configuration has exactly 6,744.
 
-    The equations live in :meth:`_transition` and :meth:`_readout` only. :meth:`step` runs
-    one time step, :meth:`outputs` a whole sequence (the input terms and the readout batched
+    The equations live in `_transition` and `_readout` only. `step` runs
+    one time step, `outputs` a whole sequence (the input terms and the readout batched
     over time, only the transition sequential). Both take optional functional weights
-    ``params`` (a dict like ``named_parameters()``); weights with a leading task dimension n
+    `params` (a dict like `named_parameters()`); weights with a leading task dimension n
     run every task's weights on its own inputs (n, B, ...) as batched matmuls (MAML, chapter 3).
 
-    Defined in chapter 1 (``01_state_space_models``).
+    Defined in chapter 1 (`01_state_space_models`).
     """
 
     def __init__(self, state_dim: int = 32, input_dim: int = 4, output_dim: int = 4,
@@ -99,7 +99,7 @@ class StateSpaceModel(nn.Module):
 
     @staticmethod
     def _linear(p: Params, name: str, x: torch.Tensor, per_task: bool) -> torch.Tensor:
-        """``x W^T + b``; with per-task weights W (n, out, in) and x (n, ..., in), a batched matmul."""
+        """`x W^T + b`; with per-task weights W (n, out, in) and x (n, ..., in), a batched matmul."""
         if per_task:
             return torch.matmul(x, p[name + ".weight"].transpose(-1, -2)) + p[name + ".bias"].unsqueeze(-2)
         return F.linear(x, p[name + ".weight"], p[name + ".bias"])
@@ -117,10 +117,10 @@ class StateSpaceModel(nn.Module):
 
     # -- the functional path -----------------------------------------------------------------
     def step(self, x: torch.Tensor, hidden: torch.Tensor, params: Params | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """One step: ``x`` (..., input_dim), ``hidden`` (..., state_dim) → (output, next hidden).
+        """One step: `x` (..., input_dim), `hidden` (..., state_dim) → (output, next hidden).
 
-        With per-task ``params`` (leading dim n), ``x`` is (n, B, input_dim) and ``hidden`` (n, B, state_dim).
-        Defined in chapter 1 (``01_state_space_models``); chapter 3 uses the per-task form.
+        With per-task `params` (leading dim n), `x` is (n, B, input_dim) and `hidden` (n, B, state_dim).
+        Defined in chapter 1 (`01_state_space_models`); chapter 3 uses the per-task form.
         """
         p, per_task = self._weights(params)
         hidden = self._transition(p, hidden, self._linear(p, "input_map", x, per_task), per_task)
@@ -128,12 +128,12 @@ class StateSpaceModel(nn.Module):
 
     def outputs(self, inputs: torch.Tensor, params: Params | None = None,
                 hidden: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """A whole sequence: ``inputs`` (B, T, input_dim) → (outputs (B, T, output_dim), final hidden).
+        """A whole sequence: `inputs` (B, T, input_dim) → (outputs (B, T, output_dim), final hidden).
 
-        With per-task ``params`` (leading dim n), ``inputs`` is (n, B, T, input_dim) and the
-        outputs (n, B, T, output_dim). ``hidden`` defaults to zeros. Only the transition runs
-        step by step; the drive ``B x_t``, the readout ``C(h_t)`` and ``D x_t`` run once over all
-        T steps. Defined in chapter 1 (``01_state_space_models``); chapters 2-3 use it for
+        With per-task `params` (leading dim n), `inputs` is (n, B, T, input_dim) and the
+        outputs (n, B, T, output_dim). `hidden` defaults to zeros. Only the transition runs
+        step by step; the drive `B x_t`, the readout `C(h_t)` and `D x_t` run once over all
+        T steps. Defined in chapter 1 (`01_state_space_models`); chapters 2-3 use it for
         teacher forcing and MAML.
         """
         if inputs.shape[-1] != self.input_dim or inputs.dim() < 3 or inputs.shape[-2] == 0:
@@ -155,7 +155,7 @@ class StateSpaceModel(nn.Module):
 
     # -- the module interface (nn.Module call, the card's forward_sequence) ------------------
     def forward(self, x: torch.Tensor, hidden: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """One step: ``x`` (B, input_dim), ``hidden`` (B, state_dim) → (output (B, output_dim), next hidden)."""
+        """One step: `x` (B, input_dim), `hidden` (B, state_dim) → (output (B, output_dim), next hidden)."""
         if x.dim() != 2 or x.shape[-1] != self.input_dim:
             raise ValueError(f"x must have shape (B, {self.input_dim}), got {tuple(x.shape)}")
         if hidden.dim() != 2 or hidden.shape != (x.shape[0], self.state_dim):
@@ -163,7 +163,7 @@ class StateSpaceModel(nn.Module):
         return self.step(x, hidden)
 
     def forward_sequence(self, xs: torch.Tensor, hidden: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """Run a whole sequence ``xs`` (B, T, input_dim) → (outputs (B, T, output_dim), final hidden): :meth:`outputs`."""
+        """Run a whole sequence `xs` (B, T, input_dim) → (outputs (B, T, output_dim), final hidden): `outputs`."""
         if xs.dim() != 3 or xs.shape[-1] != self.input_dim:
             raise ValueError(f"xs must have shape (B, T, {self.input_dim}), got {tuple(xs.shape)}")
         if xs.shape[1] == 0:
@@ -171,7 +171,7 @@ class StateSpaceModel(nn.Module):
         return self.outputs(xs, hidden=hidden)
 
     def save(self, path: str | os.PathLike, extra: dict | None = None) -> Path:
-        """Save weights and config atomically (see :mod:`ssm_metarl.checkpoint`)."""
+        """Save weights and config atomically (see `ssm_metarl.checkpoint`)."""
         return save_checkpoint(path, kind=type(self).__name__, config=asdict(self.config),
                                state_dict=self.state_dict(), extra=extra)
 
@@ -179,8 +179,8 @@ class StateSpaceModel(nn.Module):
     def load(self_or_cls, path: str | os.PathLike) -> "StateSpaceModel":
         """Load a checkpoint.
 
-        ``StateSpaceModel.load(path)`` builds and returns a new model from the saved config.
-        ``model.load(path)`` (the model card's form) loads in place after checking that the
+        `StateSpaceModel.load(path)` builds and returns a new model from the saved config.
+        `model.load(path)` (the model card's form) loads in place after checking that the
         saved config matches this model's, and returns the model.
         """
         if isinstance(self_or_cls, type):
@@ -203,10 +203,10 @@ class StateSpaceModel(nn.Module):
 
 
 def balancing_ssm(rule=(0.0, 0.0, 100.0, 50.0), seed: int = 0) -> StateSpaceModel:
-    """The card's SSM (32, 4, 4, 64) set to balance: its feedthrough ``D`` gives logit(right) -
-    logit(left) = ``rule`` · obs (by default a = [θ + 0.5 θ̇ > 0]) and its readout is zeroed. Its
+    """The card's SSM (32, 4, 4, 64) set to balance: its feedthrough `D` gives logit(right) -
+    logit(left) = `rule` · obs (by default a = [θ + 0.5 θ̇ > 0]) and its readout is zeroed. Its
     forward costs what any weights cost, and its episodes run long, like a trained policy's:
-    the model for timing rollouts. Seeded weights elsewhere. Defined in chapter 2 (``02_cartpole_tasks``).
+    the model for timing rollouts. Seeded weights elsewhere. Defined in chapter 2 (`02_cartpole_tasks`).
     """
     with torch.random.fork_rng():
         torch.manual_seed(seed)
@@ -218,7 +218,7 @@ def balancing_ssm(rule=(0.0, 0.0, 100.0, 50.0), seed: int = 0) -> StateSpaceMode
     return model
 
 def __getattr__(name: str):
-    """Names that moved to :mod:`ssm_metarl.s4d` stay importable from here (the chapters import them)."""
+    """Names that moved to `ssm_metarl.s4d` stay importable from here (the chapters import them)."""
     from . import s4d
 
     if name in s4d.__all__ or name == "MODES":

@@ -19,8 +19,6 @@ from dataclasses import MISSING, fields
 
 __all__ = ["main", "build_parser"]
 
-log = logging.getLogger(__name__)
-
 
 def cmd_bench(args: argparse.Namespace) -> int:
     from . import benchmark
@@ -90,7 +88,6 @@ def cmd_train(args: argparse.Namespace) -> int:
     card.update(_train_sine(args, out) if args.family == "sine" else _train_rl(args, out))
     card["wall_seconds"] = time.perf_counter() - start
     save_json(out.with_suffix(".json"), card)
-    log.info("wrote %s and %s in %.0f s", out, out.with_suffix(".json"), card["wall_seconds"])
     print(f"wrote {out} and {out.with_suffix('.json')} in {card['wall_seconds']:.0f} s")
     return 0
 

@@ -1,17 +1,16 @@
 """CartPole as a family of tasks: physics, flipped actions and hidden goals.
 
-A *task* is one CartPole variant (:class:`CartPoleTask`). A *task family*
-(:class:`TaskDistribution`, built by :func:`get_family`) draws tasks at random and fixes
+A *task* is one CartPole variant (`CartPoleTask`). A *task family*
+(`TaskDistribution`, built by `get_family`) draws tasks at random and fixes
 disjoint train / validation / test splits, so meta-learning is always judged on tasks it
-never trained on. :func:`make_env` turns a task into a real Gymnasium environment, and
-:class:`CartPoleTaskVectorEnv` steps many tasks at once (Gymnasium's own vectorised
+never trained on. `make_env` turns a task into a real Gymnasium environment, and
+`CartPoleTaskVectorEnv` steps many tasks at once (Gymnasium's own vectorised
 CartPole with one set of parameters per environment).
 
-Taught in chapter 2 (``book/02_cartpole_tasks.md``).
+Taught in chapter 2 (`book/02_cartpole_tasks.md`).
 """
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass, fields
 from typing import NamedTuple, Sequence
 
@@ -19,7 +18,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium.envs.classic_control.cartpole import CartPoleEnv, CartPoleVectorEnv
 
-from .validation import check_int
+from .validation import check_int, check_positive
 
 __all__ = [
     "compare_with_gymnasium", "GymnasiumComparison",
@@ -39,8 +38,8 @@ _PHYSICS = ("gravity", "masscart", "masspole", "length", "force_mag")
 class CartPoleTask:
     """One CartPole variant. The defaults are plain CartPole-v1.
 
-    The agent never observes ``flip`` or ``goal``: it must infer them from what happens.
-    Defined in chapter 2 (``02_cartpole_tasks``).
+    The agent never observes `flip` or `goal`: it must infer them from what happens.
+    Defined in chapter 2 (`02_cartpole_tasks`).
     """
 
     gravity: float = 9.8  # m/s^2
@@ -54,12 +53,7 @@ class CartPoleTask:
 
     def __post_init__(self):
         for name in _PHYSICS:
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)):
-                raise ValueError(f"{name} must be a positive number, got {value!r}")
-            if not math.isfinite(value) or value <= 0:
-                raise ValueError(f"{name} must be a positive finite number, got {value!r}")
-            object.__setattr__(self, name, float(value))
+            object.__setattr__(self, name, check_positive(name, getattr(self, name)))
         if not isinstance(self.flip, (bool, np.bool_)):
             raise ValueError(f"flip must be True or False, got {self.flip!r}")
         object.__setattr__(self, "flip", bool(self.flip))
@@ -71,7 +65,7 @@ class CartPoleTask:
         object.__setattr__(self, "max_steps", check_int("max_steps", self.max_steps))
 
     def reward(self, x):
-        """Reward of a step that ends at cart position ``x`` (scalar or array): 1, or 1 - |x - goal|/2.4."""
+        """Reward of a step that ends at cart position `x` (scalar or array): 1, or 1 - |x - goal|/2.4."""
         if self.goal is None:
             return np.ones_like(np.asarray(x, dtype=np.float64))
         return 1.0 - np.abs(np.asarray(x, dtype=np.float64) - self.goal) / X_LIMIT
@@ -130,11 +124,11 @@ def _parse_family(name: str) -> tuple[str, ...]:
 class TaskDistribution:
     """A family of CartPole tasks with fixed, disjoint train / validation / test splits.
 
-    ``sample(n, seed, split)`` draws fresh tasks from a split's distribution. The fixed splits
-    (``train``, ``validation``, ``test``) are samples with fixed seeds. A family with
+    `sample(n, seed, split)` draws fresh tasks from a split's distribution. The fixed splits
+    (`train`, `validation`, `test`) are samples with fixed seeds. A family with
     finitely many distinct tasks ("standard": 1, "flip": 2) cannot have disjoint splits:
-    there each split is the whole support, and ``finite`` is True.
-    Defined in chapter 2 (``02_cartpole_tasks``).
+    there each split is the whole support, and `finite` is True.
+    Defined in chapter 2 (`02_cartpole_tasks`).
     """
 
     def __init__(self, name: str):
@@ -164,7 +158,7 @@ class TaskDistribution:
         return tasks
 
     def sample(self, n: int, seed: int, split: str = "train") -> list[CartPoleTask]:
-        """``n`` tasks drawn from ``split``'s distribution with ``np.random.default_rng(seed)``."""
+        """`n` tasks drawn from `split`'s distribution with `np.random.default_rng(seed)`."""
         n = check_int("n", n)
         if split not in _SPLIT_SEEDS:
             raise ValueError(f"unknown split {split!r}; valid choices: {list(_SPLIT_SEEDS)}")
@@ -190,9 +184,9 @@ class TaskDistribution:
 
 
 def get_family(name: str) -> TaskDistribution:
-    """The task family ``name``: one of :data:`FAMILIES` or a '+'-combination such as ``"flip+physics"``.
+    """The task family `name`: one of `FAMILIES` or a '+'-combination such as `"flip+physics"`.
 
-    Defined in chapter 2 (``02_cartpole_tasks``).
+    Defined in chapter 2 (`02_cartpole_tasks`).
     """
     return TaskDistribution(name)
 
@@ -202,18 +196,18 @@ def get_family(name: str) -> TaskDistribution:
 # ----------------------------------------------------------------------------------------------
 
 def _set_physics(env, gravity, masscart, masspole, length, force_mag) -> None:
-    """Set CartPole's physical constants and the two derived ones its ``step`` reads."""
+    """Set CartPole's physical constants and the two derived ones its `step` reads."""
     env.gravity, env.masscart, env.masspole, env.length, env.force_mag = gravity, masscart, masspole, length, force_mag
     env.total_mass = masspole + masscart
     env.polemass_length = masspole * length
 
 
 class CartPoleTaskEnv(CartPoleEnv):
-    """Gymnasium's ``CartPoleEnv`` playing one :class:`CartPoleTask`.
+    """Gymnasium's `CartPoleEnv` playing one `CartPoleTask`.
 
-    The physics is Gymnasium's own ``step``; the task only changes constants, swaps the
-    action when ``flip`` is set, and replaces the reward when ``goal`` is set.
-    Defined in chapter 2 (``02_cartpole_tasks``).
+    The physics is Gymnasium's own `step`; the task only changes constants, swaps the
+    action when `flip` is set, and replaces the reward when `goal` is set.
+    Defined in chapter 2 (`02_cartpole_tasks`).
     """
 
     def __init__(self, task: CartPoleTask | None = None, render_mode: str | None = None):
@@ -233,12 +227,12 @@ class CartPoleTaskEnv(CartPoleEnv):
 
 
 class CartPoleTaskVectorEnv(CartPoleVectorEnv):
-    """Gymnasium's vectorised CartPole with one :class:`CartPoleTask` per environment.
+    """Gymnasium's vectorised CartPole with one `CartPoleTask` per environment.
 
-    Gymnasium's ``CartPoleVectorEnv.step`` is pure elementwise numpy, so per-environment
+    Gymnasium's `CartPoleVectorEnv.step` is pure elementwise numpy, so per-environment
     parameter arrays go straight through it. Finished environments reset themselves on the
-    next step (Gymnasium's "next step" autoreset); :func:`ssm_metarl.rollout.collect` masks
-    those steps out. Defined in chapter 2 (``02_cartpole_tasks``).
+    next step (Gymnasium's "next step" autoreset); `ssm_metarl.rollout.collect` masks
+    those steps out. Defined in chapter 2 (`02_cartpole_tasks`).
     """
 
     def __init__(self, num_envs: int | None = None, tasks: Sequence[CartPoleTask] = (), max_episode_steps: int | None = None,
@@ -271,10 +265,10 @@ def _register() -> None:
 
 
 def make_env(task: CartPoleTask | None = None, render_mode: str | None = None) -> gym.Env:
-    """A real Gymnasium environment for ``task``: ``gym.make("ssm_metarl/CartPoleTask-v0", task=task)``.
+    """A real Gymnasium environment for `task`: `gym.make("ssm_metarl/CartPoleTask-v0", task=task)`.
 
-    It carries Gymnasium's usual wrappers (time limit at ``task.max_steps``, order enforcing,
-    passive checker). Defined in chapter 2 (``02_cartpole_tasks``).
+    It carries Gymnasium's usual wrappers (time limit at `task.max_steps`, order enforcing,
+    passive checker). Defined in chapter 2 (`02_cartpole_tasks`).
     """
     task = CartPoleTask() if task is None else task
     if not isinstance(task, CartPoleTask):
@@ -284,10 +278,10 @@ def make_env(task: CartPoleTask | None = None, render_mode: str | None = None) -
 
 
 def make_vector_env(tasks: Sequence[CartPoleTask], max_episode_steps: int | None = None) -> CartPoleTaskVectorEnv:
-    """One vectorised Gymnasium environment stepping every task in ``tasks`` at once.
+    """One vectorised Gymnasium environment stepping every task in `tasks` at once.
 
-    ``gym.make_vec(ENV_ID, num_envs=len(tasks), vectorization_mode="vector_entry_point", tasks=...)``.
-    Defined in chapter 2 (``02_cartpole_tasks``).
+    `gym.make_vec(ENV_ID, num_envs=len(tasks), vectorization_mode="vector_entry_point", tasks=...)`.
+    Defined in chapter 2 (`02_cartpole_tasks`).
     """
     tasks = list(tasks)
     if not tasks:
@@ -298,7 +292,7 @@ def make_vector_env(tasks: Sequence[CartPoleTask], max_episode_steps: int | None
 
 
 class GymnasiumComparison(NamedTuple):
-    """What :func:`compare_with_gymnasium` found (chapter 2)."""
+    """What `compare_with_gymnasium` found (chapter 2)."""
 
     max_diff: float  # largest |difference| of an observation (or, against make_env, a reward) over every step
     same_end: bool  # every episode terminated at the same step in both simulators
@@ -306,13 +300,13 @@ class GymnasiumComparison(NamedTuple):
 
 
 def compare_with_gymnasium(task: CartPoleTask, n: int = 16, seed: int = 0) -> GymnasiumComparison:
-    """Play ``n`` episodes of ``task`` in :func:`make_vector_env` and, step for step with the same
-    actions, in Gymnasium's own ``CartPoleEnv`` (given the task's physics and the same start
-    state) and in :func:`make_env`; report the largest difference of observations (and of the
-    rewards of :func:`make_env`, which knows goals, against the vector env's) and whether every
+    """Play `n` episodes of `task` in `make_vector_env` and, step for step with the same
+    actions, in Gymnasium's own `CartPoleEnv` (given the task's physics and the same start
+    state) and in `make_env`; report the largest difference of observations (and of the
+    rewards of `make_env`, which knows goals, against the vector env's) and whether every
     episode ends at the same step. The actions are the rule a = [θ + 0.5 θ̇ > 0] (flipped on
     flipped tasks) with 10% random ones, so episodes are long but still end.
-    Defined in chapter 2 (``02_cartpole_tasks``).
+    Defined in chapter 2 (`02_cartpole_tasks`).
     """
     venv = make_vector_env([task] * n)
     obs, _ = venv.reset(seed=seed)

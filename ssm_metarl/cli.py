@@ -201,6 +201,13 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_flags(cartpole, SSMConfig, names=_SSM_FLAGS, note="CartPole ", added=added)
     sine = train.add_argument_group("--family sine (SineConfig; shared flags above keep their meaning)")
     _add_config_flags(sine, SineConfig, note="sine ", added=added)
+    sine_defaults = {f.name: f.default for f in fields(SineConfig)}
+    for action in train._actions:  # a shared flag with its own sine default says so
+        if action.dest == "family":
+            action.help = action.help.replace(" (default", "; or 'sine' for sine regression (default")
+        elif action.dest in sine_defaults and action.dest not in ("seed",) and f"--{action.dest}" not in \
+                {o for a in sine._group_actions for o in a.option_strings}:
+            action.help = action.help[:-1] + f"; sine: {sine_defaults[action.dest]})"
     train.add_argument("--test_tasks", type=int, default=48, help="held-out tasks for the card's evaluation (default: 48)")
     train.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     train.add_argument("--max_minutes", type=float, default=None,

@@ -154,20 +154,38 @@ class Episode:
     steps: int
 
 
-def record_episode(act: Callable[[np.ndarray], int], task=None, seed: int = 0, every: int = 1,
-                   max_frames: int = 100, band: tuple[int, int] = (120, 340)) -> Episode:
-    """Play one episode of ``task`` in a real Gymnasium environment and keep every ``every``-th frame.
+def record_episode(policy, task=None, seed: int = 0, every: int = 1, max_frames: int = 100,
+                   band: tuple[int, int] = (120, 340)) -> Episode:
+    """Play one greedy episode of `policy` on `task` in a real Gymnasium environment, keeping
+    every `every`-th frame.
 
-    ``act(observation) -> action`` chooses the actions; a recurrent policy passes a
-    closure that keeps its hidden state. Frames are Gymnasium's own ``rgb_array``
-    render (600 px wide), cropped to the rows ``band`` that hold the cart and pole, and
-    labelled with the step. At most ``max_frames`` are kept; the episode plays to its end.
-    Shown in chapter 2 (``02_cartpole_tasks``).
+    `policy` is anything `ssm_metarl.collect` accepts (a `StateSpaceModel`, a `Policy`); it
+    acts greedily and gets its previous action and reward as in `collect`. A plain function
+    `act(observation) -> action` works too. Frames are Gymnasium's own `rgb_array` render
+    (600 px wide), cropped to the rows `band` that hold the cart and pole, and labelled with
+    the step. At most `max_frames` are kept (plus the final state); the episode plays to its
+    end. Shown in chapter 2 (`02_cartpole_tasks`).
     """
+    import torch
+
+    from .policy import as_policy, select_actions
     from .tasks import CartPoleTask, make_env
 
     if every < 1 or max_frames < 1:
         raise ValueError(f"every and max_frames must be positive, got {every} and {max_frames}")
+    if hasattr(policy, "step") or hasattr(policy, "init_hidden"):
+        policy = as_policy(policy)
+        state, prev_action, prev_reward = policy.initial_state(1), torch.full((1,), -1), torch.zeros(1)
+
+        @torch.no_grad()
+        def act(obs):
+            nonlocal state, prev_action
+            obs = torch.as_tensor(obs, dtype=torch.float32).unsqueeze(0)
+            outputs, state = policy.step(obs, prev_action, prev_reward, state)
+            prev_action = select_actions(outputs, greedy=True)
+            return int(prev_action[0])
+    else:
+        act = policy
     env = make_env(CartPoleTask() if task is None else task, render_mode="rgb_array")
     try:
         obs, _ = env.reset(seed=seed)
@@ -176,8 +194,10 @@ def record_episode(act: Callable[[np.ndarray], int], task=None, seed: int = 0, e
             if t % every == 0 and len(frames) < max_frames:
                 frames.append(_label(env.render()[band[0]:band[1]], f"step {t}"))
             obs, reward, terminated, truncated, _ = env.step(int(act(obs)))
+            if act is not policy:
+                prev_reward = torch.tensor([float(reward)])
             total, t, done = total + float(reward), t + 1, terminated or truncated
-        if len(frames) < max_frames:  # the final state: the fallen pole, or the last step
+        if len(frames) <= max_frames:  # the final state: the fallen pole, or the last step
             frames.append(_label(env.render()[band[0]:band[1]], f"step {t} (end)"))
     finally:
         env.close()

@@ -11,6 +11,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from ssm_metarl import plotting
@@ -91,7 +92,19 @@ def test_record_episode_plays_to_the_end_and_keeps_labelled_wide_frames():
 
 def test_record_episode_caps_frames_but_not_the_episode():
     episode = record_episode(lambda obs: int(obs[2] + 0.5 * obs[3] > 0), seed=0, every=5, max_frames=4)
-    assert episode.steps == 500 and len(episode.frames) == 4
+    assert episode.steps == 500 and len(episode.frames) == 4 + 1  # and the final state
+
+
+def test_record_episode_plays_a_policy_greedily_like_evaluate():
+    from ssm_metarl import CartPoleTask, LinearPolicy, StateSpaceModel, evaluate
+
+    rule = LinearPolicy([0.0, 0.0, 1.0, 0.5])
+    assert record_episode(rule, seed=0, max_frames=1).total == 500
+    torch.manual_seed(0)
+    model = StateSpaceModel()
+    episode = record_episode(model, seed=5, max_frames=1)
+    same = evaluate(model, [CartPoleTask()], 1, seed=5, greedy=True, backend="gymnasium")
+    assert episode.total == same.returns[0]
 
 
 def test_animation_html_embeds_one_readable_gif_per_episode():

@@ -2,18 +2,30 @@
 
 A checkpoint is a plain dictionary of tensors and primitive values, written with
 ``torch.save`` and read back with ``torch.load(..., weights_only=True)``, so that
-loading a file can never run code. Taught in chapter 1 (``01_state_space_models``).
+loading a file can never run code. Before torch reads a file, its zip checksums, its
+pickle's imports (read as opcodes, never run) and its tensor records are checked, so a
+bad file fails with one line naming one of three kinds of failure:
+
+- :class:`UnsafeCheckpointError`: the pickle imports a global outside torch's tensor-rebuild set;
+- :class:`DamagedCheckpointError`: truncated, a record missing or short, a checksum that does
+  not match, or a ``.json`` card whose ``weights_sha256`` names other weights;
+- :class:`WrongCheckpointError`: intact but not what was asked for: another format or kind, a
+  config that differs, missing or extra keys, other shapes or dtypes, NaN/inf values.
+
+A model and its ``.json`` card are saved as one unit (``save_checkpoint(..., card=...)``):
+the card carries the sha256 of the weights, both are written to temporary files first and
+then moved into place, and a card left one step behind by a kill is detected (and, when the
+killed save's card is still there, completed) on load. Stale temporary files of killed
+saves are removed by the next save. Taught in chapter 1 (``01_state_space_models``).
 """
 from __future__ import annotations
 
+import glob
+import hashlib
 import json
 import os
-import pickle
-import pickletools
-import re
 import tempfile
 import warnings
-import zipfile
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,14 +33,42 @@ from typing import Any, Mapping
 
 import torch
 
-__all__ = ["Checkpoint", "CheckpointError", "save_checkpoint", "save_json", "load_checkpoint", "check_config"]
+from .torchfile import inspect_torch_file
+
+__all__ = ["Checkpoint", "CheckpointError", "UnsafeCheckpointError", "DamagedCheckpointError",
+           "WrongCheckpointError", "save_checkpoint", "save_json", "load_checkpoint", "check_config",
+           "check_weights", "file_sha256"]
 
 FORMAT = "ssm_metarl.checkpoint"
 VERSION = 1
+CARD_HASH = "weights_sha256"  #: the card field holding the sha256 of its ``.pth``
 
 
 class CheckpointError(ValueError):
-    """A checkpoint file is missing, corrupt, unsafe or does not fit the model. Defined in chapter 1."""
+    """A checkpoint file is missing, unsafe, damaged or wrong for its use. Defined in chapter 1."""
+
+    category = "missing"
+
+
+class UnsafeCheckpointError(CheckpointError):
+    """The file's pickle imports a global that could run code; nothing was loaded (chapter 1)."""
+
+    category = "unsafe"
+
+
+class DamagedCheckpointError(CheckpointError):
+    """The file is truncated, lacks or shortens a record, fails a checksum, or its card names other weights (chapter 1)."""
+
+    category = "damaged"
+
+
+class WrongCheckpointError(CheckpointError):
+    """The file is intact but is not what the caller expects (format, kind, config, keys, shapes, NaN/inf; chapter 1)."""
+
+    category = "wrong"
+
+
+_ERRORS = {"unsafe": UnsafeCheckpointError, "damaged": DamagedCheckpointError, "wrong": WrongCheckpointError}
 
 
 @dataclass
@@ -41,111 +81,238 @@ class Checkpoint:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def save_checkpoint(
-    path: str | os.PathLike,
-    *,
-    kind: str,
-    config: Mapping[str, Any],
-    state_dict: Mapping[str, torch.Tensor],
-    extra: Mapping[str, Any] | None = None,
-) -> Path:
-    """Write a checkpoint atomically: to a temporary file first, then ``os.replace``.
+def save_checkpoint(path: str | os.PathLike, *, kind: str, config: Mapping[str, Any],
+                    state_dict: Mapping[str, torch.Tensor], extra: Mapping[str, Any] | None = None,
+                    card: Mapping[str, Any] | None = None) -> Path:
+    """Write a checkpoint atomically: to a temporary file first, then ``os.replace``, then fsync the directory.
 
     A crash part-way through leaves the previous file untouched, never a half-written one.
     ``config`` and ``extra`` may hold only tensors, numbers, strings, None, lists, tuples and
     dicts: anything else (a numpy float, a dataclass) would make the file unloadable under
-    ``weights_only=True``, so it is refused here, before anything is written. Defined in chapter 1.
+    ``weights_only=True``, so it is refused here, before anything is written. With ``card``,
+    ``PATH.json`` is written beside it with ``weights_sha256`` added (checked on load).
+    Defined in chapter 1.
     """
     path = Path(path)
+    if not isinstance(kind, str) or not kind:
+        raise ValueError(f"kind must be a non-empty string naming what is saved (e.g. 'StateSpaceModel'), got {kind!r}")
+    if not isinstance(state_dict, Mapping) or not all(isinstance(k, str) and isinstance(v, torch.Tensor)
+                                                      for k, v in state_dict.items()):
+        raise ValueError("state_dict must map str names to tensors (e.g. model.state_dict())")
     _check_plain(dict(config), "config")
     _check_plain(dict(extra or {}), "extra")
-    payload = {
-        "format": FORMAT,
-        "version": VERSION,
-        "kind": kind,
-        "config": dict(config),
-        "state_dict": {k: v.detach().cpu().clone() for k, v in state_dict.items()},
-        "extra": dict(extra or {}),
-    }
-    return _atomic_write(path, lambda f: torch.save(payload, f))
+    payload = {"format": FORMAT, "version": VERSION, "kind": kind, "config": dict(config),
+               "state_dict": {k: v.detach().cpu().clone() for k, v in state_dict.items()}, "extra": dict(extra or {})}
+    if card is None:
+        return _commit([(path, _write_tmp(path, lambda f: torch.save(payload, f)))])
+    card_path = path.with_suffix(".json")
+    weights = _write_tmp(path, lambda f: torch.save(payload, f))
+    try:
+        text = json.dumps({**dict(card), CARD_HASH: file_sha256(weights)}, indent=1) + "\n"
+        card_tmp = _write_tmp(card_path, lambda f: f.write(text.encode()))
+    except BaseException:
+        _unlink(weights)
+        raise
+    return _commit([(path, weights), (card_path, card_tmp)])
 
 
 def save_json(path: str | os.PathLike, data: Mapping[str, Any]) -> Path:
     """Write ``data`` as an indented JSON file atomically, like a checkpoint (a model's ``.json`` card; chapter 3)."""
     text = json.dumps(data, indent=1) + "\n"
-    return _atomic_write(Path(path), lambda f: f.write(text.encode()))
+    path = Path(path)
+    return _commit([(path, _write_tmp(path, lambda f: f.write(text.encode())))])
 
 
-def _atomic_write(path: Path, write) -> Path:
-    """Call ``write(file)`` on a temporary file beside ``path``, then move it over ``path`` in one step."""
+def file_sha256(path: str | os.PathLike) -> str:
+    """The sha256 of a file's bytes, as hex: what a card's ``weights_sha256`` holds (chapter 3)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _write_tmp(path: Path, write) -> str:
+    """Remove stale temporary files of ``path``, then call ``write(file)`` on a new one beside it (fsynced)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    for stale in glob.glob(os.path.join(glob.escape(str(path.parent)), glob.escape(f".{path.name}.") + "*.tmp")):
+        pid = Path(stale).name[len(path.name) + 2:].split(".")[0]
+        if not (pid.isdigit() and int(pid) != os.getpid() and _alive(int(pid))):  # a killed save's leftover
+            _unlink(stale)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
             os.fsync(f.fileno())
-        # mkstemp creates the file readable by its owner only; give it the usual permissions.
-        umask = os.umask(0)
+        umask = os.umask(0)  # mkstemp creates the file readable by its owner only; give it the usual permissions
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
     except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        _unlink(tmp)
         raise
-    return path
+    return tmp
 
 
-def load_checkpoint(
-    path: str | os.PathLike,
-    *,
-    kind: str | None = None,
-    expected_config: Mapping[str, Any] | None = None,
-) -> Checkpoint:
+def _commit(moves: list[tuple[Path, str]]) -> Path:
+    """Move each temporary file over its target, in order, and fsync the directory; return the first target."""
+    done = 0
+    try:
+        for path, tmp in moves:
+            os.replace(tmp, path)
+            done += 1
+    finally:
+        if done == 0:  # nothing replaced yet: the old files stay a consistent pair
+            for _, tmp in moves:
+                _unlink(tmp)
+        else:  # the weights moved: finish the card too, so the pair stays in step
+            for path, tmp in moves[done:]:
+                os.replace(tmp, path)
+        _fsync_dir(moves[0][0].parent)
+    return moves[0][0]
+
+
+def _fsync_dir(directory: Path) -> None:
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:  # e.g. a platform without directory handles
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True
+    return True
+
+
+def _unlink(name: str) -> None:
+    try:
+        os.unlink(name)
+    except FileNotFoundError:
+        pass
+
+
+def load_checkpoint(path: str | os.PathLike, *, kind: str | None = None,
+                    expected_config: Mapping[str, Any] | None = None, allow_nonfinite: bool = False) -> Checkpoint:
     """Read a checkpoint safely and check that it is what the caller expects.
 
-    Every failure raises :class:`CheckpointError` with one line that names the problem.
+    Every failure raises one of the three :class:`CheckpointError` kinds with one line naming
+    the problem. NaN or inf in any tensor is an error unless ``allow_nonfinite=True``. If a
+    ``.json`` card with a ``weights_sha256`` sits beside the file, the file must match it.
     Defined in chapter 1 (``01_state_space_models``).
     """
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: no such checkpoint file")
+    problem = inspect_torch_file(path)  # unsafe, damaged or not a torch file: found before torch reads anything
+    if problem is not None:
+        raise _ERRORS[problem[0]](f"{path}: {problem[1]}")
+    _check_card(path)
     try:
         with warnings.catch_warnings():  # torch warns about the pickle protocol of foreign files
             warnings.filterwarnings("ignore", message="Detected pickle protocol")
             payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises UnpicklingError, RuntimeError, EOFError... for bad files
-        raise CheckpointError(f"{path}: {_diagnose(path, exc)}") from None
-
+        first = (str(exc).strip().splitlines() or [""])[0][:150]
+        if "Unsupported global" in str(exc) or "weights_only" in first:
+            raise UnsafeCheckpointError(f"{path}: refused to load: {first}") from None
+        raise DamagedCheckpointError(f"{path}: the checkpoint is corrupt ({type(exc).__name__}: {first})") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-        raise CheckpointError(f"{path}: not an ssm_metarl checkpoint (missing format marker {FORMAT!r})")
+        raise WrongCheckpointError(f"{path}: not an ssm_metarl checkpoint (missing format marker {FORMAT!r})")
     if payload.get("version") != VERSION:
-        raise CheckpointError(f"{path}: checkpoint version {payload.get('version')!r}, this code reads {VERSION}")
+        raise WrongCheckpointError(f"{path}: checkpoint version {payload.get('version')!r}, this code reads {VERSION}")
     for key, typ in (("kind", str), ("config", dict), ("state_dict", dict), ("extra", dict)):
         if not isinstance(payload.get(key), typ):
-            raise CheckpointError(f"{path}: not an ssm_metarl checkpoint (field {key!r} is missing or malformed)")
+            raise WrongCheckpointError(f"{path}: not an ssm_metarl checkpoint (field {key!r} is missing or malformed)")
     if kind is not None and payload["kind"] != kind:
-        raise CheckpointError(f"{path}: checkpoint holds a {payload['kind']}, expected a {kind}")
+        raise WrongCheckpointError(f"{path}: checkpoint holds a {payload['kind']}, expected a {kind}")
+    if not all(isinstance(v, torch.Tensor) for v in payload["state_dict"].values()):
+        raise WrongCheckpointError(f"{path}: its state_dict holds values that are not tensors")
+    bad = [] if allow_nonfinite else _nonfinite({"state_dict": payload["state_dict"], "extra": payload["extra"]}, "")
+    if bad:
+        where = ", ".join(f"{name} has {n} of {total}" for name, n, total in bad[:3]) + (" ..." if len(bad) > 3 else "")
+        raise WrongCheckpointError(f"{path}: {sum(n for _, n, _ in bad)} NaN/inf values in {len(bad)} tensor(s) "
+                                   f"({where}); refusing to load them (pass allow_nonfinite=True to inspect the file)")
     if expected_config is not None:
         check_config(payload["config"], expected_config, source=str(path))
     return Checkpoint(payload["kind"], payload["config"], payload["state_dict"], payload["extra"])
 
 
+def _check_card(path: Path) -> None:
+    """If ``path``'s ``.json`` card records a sha256, the file must match it (a killed save may have left
+    the card one step behind; if that save's own card is still beside it, the save is completed)."""
+    card = path.with_suffix(".json")
+    if path.suffix != ".pth" or not card.is_file():
+        return
+    try:
+        want = json.loads(card.read_text()).get(CARD_HASH)
+    except (ValueError, AttributeError, UnicodeDecodeError) as bad:
+        raise DamagedCheckpointError(f"{card}: the model's card is not a JSON object ({bad})") from None
+    if want is None:
+        return  # a card without a hash (written by hand or by an older version)
+    have = file_sha256(path)
+    if have == want:
+        return
+    for pending in sorted(path.parent.glob(glob.escape(f".{card.name}.") + "*.tmp")):
+        try:
+            if json.loads(pending.read_text()).get(CARD_HASH) == have:
+                os.replace(pending, card)  # the killed save had written this card: complete it
+                _fsync_dir(path.parent)
+                return
+        except (OSError, ValueError, AttributeError):
+            continue
+    raise DamagedCheckpointError(f"{path}: its card {card.name} describes other weights (sha256 {want[:12]}..., the "
+                                 f"file has {have[:12]}...): a save was interrupted or one file was replaced; "
+                                 "restore both files together or re-run the card's command")
+
+
 def check_config(found: Mapping[str, Any], expected: Mapping[str, Any], *, source: str = "checkpoint") -> None:
-    """Raise :class:`CheckpointError` naming the first field where ``found`` differs from ``expected`` (chapter 1)."""
+    """Raise :class:`WrongCheckpointError` naming the first field where ``found`` differs from ``expected`` (chapter 1)."""
     for key, want in expected.items():
         if key not in found:
-            raise CheckpointError(f"{source}: checkpoint config has no {key!r}, model expects {key}={want!r}")
+            raise WrongCheckpointError(f"{source}: checkpoint config has no {key!r}, model expects {key}={want!r}")
         if found[key] != want:
-            raise CheckpointError(f"{source}: checkpoint has {key}={found[key]!r}, model expects {want!r}")
+            raise WrongCheckpointError(f"{source}: checkpoint has {key}={found[key]!r}, model expects {want!r}")
     unknown = sorted(set(found) - set(expected))
     if unknown:
-        raise CheckpointError(f"{source}: checkpoint config has unknown fields {unknown}")
+        raise WrongCheckpointError(f"{source}: checkpoint config has unknown fields {unknown}")
+
+
+def check_weights(found: Mapping[str, Any], expected: Mapping[str, torch.Tensor], *, source: str = "checkpoint") -> None:
+    """Raise :class:`WrongCheckpointError` unless ``found`` has exactly ``expected``'s keys, shapes and dtypes.
+
+    The message names the keys (with their shapes) that are missing, extra or different, so
+    nothing is silently cast (int64 or complex weights into a float32 model). Chapter 1.
+    """
+    def shape(t):
+        return tuple(t.shape) if isinstance(t, torch.Tensor) else type(t).__name__
+
+    missing = [f"{k} {shape(v)}" for k, v in expected.items() if k not in found]
+    extra = [f"{k} {shape(v)}" for k, v in found.items() if k not in expected]
+    if missing or extra:
+        raise WrongCheckpointError(f"{source}: weights do not fit the model: missing {missing or 'none'}, "
+                                   f"unexpected {extra or 'none'}")
+    for key, want in expected.items():
+        got = found[key]
+        if not isinstance(got, torch.Tensor) or got.shape != want.shape:
+            raise WrongCheckpointError(f"{source}: weights do not fit the model: {key} is {shape(got)} in the file, "
+                                       f"{shape(want)} in the model")
+        if got.dtype != want.dtype:
+            raise WrongCheckpointError(f"{source}: weights do not fit the model: {key} has dtype {got.dtype} in the "
+                                       f"file, {want.dtype} in the model (convert the file's weights explicitly)")
 
 
 _PLAIN_TYPES = (str, int, float, bool, type(None))  # exact types: numpy's float64 subclasses float but won't load
-_SAFE_GLOBALS = ("torch._utils._rebuild", "torch.serialization._get_layout", "collections.OrderedDict")
 
 
 def _check_plain(value: Any, where: str) -> None:
@@ -163,47 +330,12 @@ def _check_plain(value: Any, where: str) -> None:
                          "tensors, numbers, strings, None, lists and dicts (convert it, e.g. float(x) or x.tolist())")
 
 
-def _diagnose(path: Path, exc: Exception) -> str:
-    """Say in one line why ``torch.load(path, weights_only=True)`` failed with ``exc``."""
-    with open(path, "rb") as f:
-        head = f.read(4)
-    if head == b"PK\x03\x04":  # torch's zip format
-        if not zipfile.is_zipfile(path):
-            return "the checkpoint is truncated (its zip archive has no end record)"
-        with zipfile.ZipFile(path) as archive:
-            pickles = [name for name in archive.namelist() if name.endswith("/data.pkl") or name == "data.pkl"]
-            if not pickles:
-                return "not a checkpoint (a zip archive without torch data)"
-            try:
-                code = _imports(archive.read(pickles[0]))
-            except zipfile.BadZipFile as bad:  # e.g. a checksum that no longer matches the bytes
-                return f"the checkpoint is corrupt ({bad})"
-    elif head[:1] == b"\x80":  # a raw pickle stream: torch's legacy format or pickle.dump
-        code = _imports(path.read_bytes())
-    else:
-        return "not a checkpoint (not a torch file)"
-    blocked = re.search(r"GLOBAL ([\w.]+)", str(exc))  # torch names the global it refused
-    unsafe = [blocked.group(1)] if blocked else [name for name in code if not name.startswith(_SAFE_GLOBALS)]
-    if unsafe:
-        return (f"refused to load: the file's pickle imports {', '.join(unsafe[:3])}, "
-                "which could run code; only weights are loaded (weights_only=True)")
-    if isinstance(exc, pickle.UnpicklingError) and not code and head != b"PK\x03\x04":
-        return "not a checkpoint (a plain pickle, not a torch file)"
-    first = (str(exc).strip().splitlines() or [""])[0][:120]
-    return f"the checkpoint is corrupt ({type(exc).__name__}: {first})"
-
-
-def _imports(data: bytes) -> list[str]:
-    """The ``module.name`` globals a pickle would import, found by reading its opcodes without running them."""
-    found, strings = [], []
-    try:
-        for opcode, arg, _ in pickletools.genops(data):
-            if opcode.name in ("GLOBAL", "INST"):
-                found.append(arg.replace(" ", "."))
-            elif opcode.name == "STACK_GLOBAL" and len(strings) >= 2:  # module and name pushed before it
-                found.append(f"{strings[-2]}.{strings[-1]}")
-            elif isinstance(arg, str):
-                strings.append(arg)
-    except Exception:  # a damaged stream: report what was readable before the damage
-        pass
-    return found
+def _nonfinite(tree: Any, where: str) -> list[tuple[str, int, int]]:
+    """(name, count, numel) of every floating or complex tensor in ``tree`` that holds NaN or inf."""
+    if isinstance(tree, torch.Tensor):
+        if tree.is_floating_point() or tree.is_complex():
+            n = int((~torch.isfinite(tree)).sum())
+            return [(where.lstrip("."), n, tree.numel())] if n else []
+        return []
+    items = tree.items() if isinstance(tree, dict) else enumerate(tree) if isinstance(tree, (list, tuple)) else ()
+    return [bad for key, item in items for bad in _nonfinite(item, f"{where}.{key}")]

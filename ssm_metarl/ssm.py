@@ -16,8 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from .validation import check_int
+from .checkpoint import WrongCheckpointError, check_weights, load_checkpoint, save_checkpoint
+from .validation import check_bool, check_int
 
 __all__ = ["SSMConfig", "StateSpaceModel", "Params", "balancing_ssm"]
 
@@ -38,6 +38,7 @@ class SSMConfig:
     def __post_init__(self):
         for name in ("state_dim", "input_dim", "output_dim", "hidden_dim"):
             check_int(name, getattr(self, name))
+        check_bool("bounded", self.bounded)
 
 
 class _class_or_instance_method:
@@ -136,9 +137,12 @@ class StateSpaceModel(nn.Module):
         T steps. Defined in chapter 1 (`01_state_space_models`); chapters 2-3 use it for
         teacher forcing and MAML.
         """
+        p, per_task = self._weights(params)
+        _check_input("inputs", inputs, p["input_map.weight"], f"(..., B, T, {self.input_dim})")
+        if hidden is not None:
+            _check_input("hidden", hidden, p["input_map.weight"], f"(..., B, {self.state_dim})")
         if inputs.shape[-1] != self.input_dim or inputs.dim() < 3 or inputs.shape[-2] == 0:
             raise ValueError(f"inputs must have shape (..., B, T, {self.input_dim}) with T >= 1, got {tuple(inputs.shape)}")
-        p, per_task = self._weights(params)
         lead, steps = inputs.shape[:-2], inputs.shape[-2]
         flat = inputs.reshape(lead[0], -1, self.input_dim) if per_task else inputs  # (n, B*T, in): one matmul per task
         drive = self._linear(p, "input_map", flat, per_task).reshape(*lead, steps, self.state_dim)
@@ -155,7 +159,13 @@ class StateSpaceModel(nn.Module):
 
     # -- the module interface (nn.Module call, the card's forward_sequence) ------------------
     def forward(self, x: torch.Tensor, hidden: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """One step: `x` (B, input_dim), `hidden` (B, state_dim) → (output (B, output_dim), next hidden)."""
+        """One step: `x` (B, input_dim), `hidden` (B, state_dim) → (output (B, output_dim), next hidden).
+
+        Unlike `step` (the unchecked fast path of rollouts), it checks its inputs: a non-tensor,
+        another dtype than the weights' or an empty batch is a one-line error.
+        """
+        _check_input("x", x, self.input_map.weight, f"(B, {self.input_dim})")
+        _check_input("hidden", hidden, self.input_map.weight, f"(B, {self.state_dim})")
         if x.dim() != 2 or x.shape[-1] != self.input_dim:
             raise ValueError(f"x must have shape (B, {self.input_dim}), got {tuple(x.shape)}")
         if hidden.dim() != 2 or hidden.shape != (x.shape[0], self.state_dim):
@@ -164,41 +174,84 @@ class StateSpaceModel(nn.Module):
 
     def forward_sequence(self, xs: torch.Tensor, hidden: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Run a whole sequence `xs` (B, T, input_dim) → (outputs (B, T, output_dim), final hidden): `outputs`."""
+        _check_input("xs", xs, self.input_map.weight, f"(B, T, {self.input_dim})")
         if xs.dim() != 3 or xs.shape[-1] != self.input_dim:
             raise ValueError(f"xs must have shape (B, T, {self.input_dim}), got {tuple(xs.shape)}")
         if xs.shape[1] == 0:
             raise ValueError("xs must have at least one time step (T >= 1), got T=0")
         return self.outputs(xs, hidden=hidden)
 
-    def save(self, path: str | os.PathLike, extra: dict | None = None) -> Path:
-        """Save weights and config atomically (see `ssm_metarl.checkpoint`)."""
+    def widened(self, state_dim: int | None = None, hidden_dim: int | None = None, seed: int = 0) -> "StateSpaceModel":
+        """A copy with a larger state and/or wider MLPs that computes exactly the same outputs at first.
+
+        Old weights are copied into the top-left blocks. The new units start from seeded random
+        weights, but what they send to the old units and to the output is zero: new state
+        components are not read by `f` or `C`, and new hidden units feed nothing. So the
+        outputs are unchanged until training moves those zeros (their gradients are not zero).
+        Sizes may only grow. Defined in chapter 5 (`05_recursive_self_improvement`).
+        """
+        state_dim, hidden_dim = state_dim or self.state_dim, hidden_dim or self.hidden_dim
+        if state_dim < self.state_dim or hidden_dim < self.hidden_dim:
+            raise ValueError(f"widened() only grows the model: ({self.state_dim}, {self.hidden_dim}) -> "
+                             f"({state_dim}, {hidden_dim}); a smaller model cannot compute the same function")
+        with torch.random.fork_rng():
+            torch.manual_seed(seed)
+            wide = type(self)(state_dim, self.input_dim, self.output_dim, hidden_dim, self.config.bounded)
+        s, h = self.state_dim, self.hidden_dim
+        zero = {"transition.0.weight": (slice(None, h), slice(s, None)),  # old hidden units ignore new state
+                "transition.2.weight": (slice(None, s), slice(h, None)),  # new hidden units feed no old state
+                "readout.0.weight": (slice(None, h), slice(s, None)),
+                "readout.2.weight": (slice(None), slice(h, None))}  # new readout units feed no output
+        with torch.no_grad():
+            new = dict(wide.named_parameters())
+            for name, old in self.named_parameters():
+                new[name][tuple(slice(0, n) for n in old.shape)] = old
+                if name in zero:
+                    new[name][zero[name]] = 0.0
+        return wide
+
+    def save(self, path: str | os.PathLike, extra: dict | None = None, card: dict | None = None) -> Path:
+        """Save weights and config atomically (see `ssm_metarl.checkpoint`); with `card`, also
+        `PATH.json`, which records the weights' sha256 (the pair is one unit)."""
         return save_checkpoint(path, kind=type(self).__name__, config=asdict(self.config),
-                               state_dict=self.state_dict(), extra=extra)
+                               state_dict=self.state_dict(), extra=extra, card=card)
 
     @_class_or_instance_method
-    def load(self_or_cls, path: str | os.PathLike) -> "StateSpaceModel":
+    def load(self_or_cls, path: str | os.PathLike, allow_nonfinite: bool = False) -> "StateSpaceModel":
         """Load a checkpoint.
 
         `StateSpaceModel.load(path)` builds and returns a new model from the saved config.
         `model.load(path)` (the model card's form) loads in place after checking that the
-        saved config matches this model's, and returns the model.
+        saved config matches this model's, and returns the model. Every key, shape and dtype
+        must match (named in the error if not); NaN/inf weights are refused unless
+        `allow_nonfinite=True`.
         """
         if isinstance(self_or_cls, type):
-            ckpt = load_checkpoint(path, kind=self_or_cls.__name__)
+            ckpt = load_checkpoint(path, kind=self_or_cls.__name__, allow_nonfinite=allow_nonfinite)
             try:
                 config = SSMConfig(**ckpt.config)
             except (TypeError, ValueError) as exc:
-                raise CheckpointError(f"{path}: checkpoint config does not fit SSMConfig ({exc})") from None
+                raise WrongCheckpointError(f"{path}: checkpoint config does not fit SSMConfig ({exc})") from None
             model = self_or_cls(**asdict(config))
         else:
             model = self_or_cls
-            ckpt = load_checkpoint(path, kind=type(model).__name__, expected_config=asdict(model.config))
-        try:
-            model.load_state_dict(ckpt.state_dict)
-        except RuntimeError as exc:
-            first = str(exc).strip().splitlines()[0]
-            raise CheckpointError(f"{path}: weights do not fit the model ({first})") from None
+            ckpt = load_checkpoint(path, kind=type(model).__name__, expected_config=asdict(model.config),
+                                   allow_nonfinite=allow_nonfinite)
+        check_weights(ckpt.state_dict, model.state_dict(), source=str(path))
+        model.load_state_dict(ckpt.state_dict)
         return model
+
+
+def _check_input(name: str, x, weight: torch.Tensor, shape: str) -> None:
+    """A one-line error for a non-tensor, a dtype other than the weights' or an empty tensor."""
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor of shape {shape}, got {type(x).__name__}; "
+                        f"convert it with torch.as_tensor({name}, dtype={weight.dtype})")
+    if x.dtype != weight.dtype:
+        raise TypeError(f"{name} has dtype {x.dtype} but the model's weights are {weight.dtype}; "
+                        f"pass {name}.to({weight.dtype}) (or convert the model)")
+    if x.numel() == 0:
+        raise ValueError(f"{name} is empty (shape {tuple(x.shape)}); pass at least one time step and one row: {shape}")
 
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 import numbers
 
-__all__ = ["check_int", "check_positive", "check_unit_interval", "check_choice"]
+__all__ = ["check_int", "check_positive", "check_unit_interval", "check_choice", "check_bool", "check_range"]
 
 
 def check_int(name: str, value, minimum: int = 1) -> int:
@@ -42,3 +42,18 @@ def check_choice(name: str, value, choices) -> str:
     if value not in choices:
         raise ValueError(f"unknown {name} {value!r}; valid choices: {tuple(choices)}")
     return value
+
+
+def check_bool(name: str, value) -> bool:
+    """``value`` if it is True or False (a numpy bool too); else a ValueError: ``bounded='no'`` is not a bool (chapter 1)."""
+    if not (isinstance(value, bool) or type(value).__name__ == "bool_"):
+        raise ValueError(f"{name} must be True or False, got {value!r}")
+    return bool(value)
+
+
+def check_range(name: str, value, low: float, high: float) -> float:
+    """``value`` as a float if it is a real number in [low, high] (NaN never is); else a ValueError
+    naming ``name``, the value and the range (chapter 2)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not low <= value <= high:
+        raise ValueError(f"{name} must be a number in [{low:g}, {high:g}], got {value!r}")
+    return float(value)

@@ -5,7 +5,8 @@ adaptation and recursive self-improvement, each in one small module that a chapt
 book explains. Importing the package has no side effects: it loads no data and touches no files.
 """
 from .artifacts import ALIASES, Loaded, artifact_path, load_card, load_or_train, models_dir
-from .checkpoint import Checkpoint, CheckpointError, load_checkpoint, save_checkpoint
+from .checkpoint import (Checkpoint, CheckpointError, DamagedCheckpointError, UnsafeCheckpointError,
+                         WrongCheckpointError, load_checkpoint, save_checkpoint)
 from .stats import VERDICTS, Estimate, bootstrap_ci, difference_ci, verdict
 from .timing import speedup, time_interleaved, time_rounds, torch_threads
 from .ssm import SSMConfig, StateSpaceModel, balancing_ssm
@@ -28,7 +29,8 @@ __version__ = "0.1.0"
 
 __all__ = [
     "ALIASES", "Loaded", "artifact_path", "load_card", "load_or_train", "models_dir",
-    "Checkpoint", "CheckpointError", "load_checkpoint", "save_checkpoint",
+    "Checkpoint", "CheckpointError", "DamagedCheckpointError", "UnsafeCheckpointError", "WrongCheckpointError",
+    "load_checkpoint", "save_checkpoint",
     "VERDICTS", "Estimate", "bootstrap_ci", "difference_ci", "verdict",
     "speedup", "time_interleaved", "time_rounds", "torch_threads",
     "SSMConfig", "StateSpaceModel", "balancing_ssm",

@@ -105,12 +105,67 @@ def test_chapter_finds_artifacts_through_the_helper(md):
     assert not re.search(r"['\"](\.\./)?models/", text), f"{md.name}: use ssm_metarl.artifact_path, not a relative path"
 
 
+def _code_cells(md):
+    return [c for c in jupytext.read(md).cells if c.cell_type == "code"]
+
+
 @pytest.mark.parametrize("md", CHAPTERS, ids=lambda p: p.stem)
-def test_glued_figures_are_closed_so_the_page_shows_them_once(md):
-    # An open figure is also drawn under its cell by the inline backend: it would appear twice.
-    for cell in jupytext.read(md).cells:
-        for figure in re.findall(r'glue\("fig_\w+", (\w+)', cell.source):
-            assert f"plt.close({figure})" in cell.source, f"{md.name}: glued figure {figure!r} is not closed"
+def test_chapters_run_without_myst_nb(md):
+    # Colab has no myst-nb: chapters glue through ssm_metarl.display, which works without it.
+    for cell in _code_cells(md):
+        assert "myst_nb" not in cell.source, f"{md.name}: import glue helpers from ssm_metarl.display"
+
+
+@pytest.mark.parametrize("md", CHAPTERS, ids=lambda p: p.stem)
+def test_bookkeeping_cells_are_hidden(md):
+    for cell in _code_cells(md):
+        tags = cell.metadata.get("tags", [])
+        if re.search(r"\bglue(_all|_figure)?\(", cell.source):
+            assert "remove-cell" in tags, f"{md.name}: a cell that glues must be tagged remove-cell:\n{cell.source}"
+        assert "inspect.getsource" not in cell.source, f"{md.name}: show code with literalinclude"
+
+
+@pytest.mark.parametrize("md", CHAPTERS, ids=lambda p: p.stem)
+def test_each_glued_figure_is_drawn_in_a_remove_output_cell_and_shown_once(md):
+    cells = jupytext.read(md).cells
+    text = md.read_text()
+    for i, cell in enumerate(cells):
+        for name in re.findall(r'glue_figure\("(\w+)"', cell.source):
+            assert text.count(f"```{{glue:figure}} {name}\n") == 1, f"{md.name}: {name} is not shown exactly once"
+            drawn = [c for c in cells[:i] if c.cell_type == "code"][-1]
+            assert "remove-output" in drawn.metadata.get("tags", []), (
+                f"{md.name}: the cell that draws {name} must be tagged remove-output")
+
+
+LITERALINCLUDE = re.compile(r"```\{literalinclude\} \.\./(?P<path>[\w/]+\.py)\n:pyobject: (?P<obj>[\w.]+)\n")
+
+
+@pytest.mark.parametrize("md", CHAPTERS, ids=lambda p: p.stem)
+def test_every_included_object_exists(md):
+    import ast
+
+    for found in LITERALINCLUDE.finditer(md.read_text()):
+        body = ast.parse((ROOT / found["path"]).read_text()).body
+        for part in found["obj"].split("."):
+            node = next((n for n in body if isinstance(n, (ast.FunctionDef, ast.ClassDef)) and n.name == part), None)
+            assert node is not None, f"{md.name}: {found['path']} has no {found['obj']}"
+            body = node.body
+
+
+@pytest.mark.parametrize("md", CHAPTERS, ids=lambda p: p.stem)
+def test_chapter_ends_with_results_table_and_exercises_with_solutions(md):
+    text = md.read_text()
+    assert "\n## What we measured\n" in text and "\n## Exercises\n" in text, md.name
+    measured = text.split("\n## What we measured\n", 1)[1].split("\n## ", 1)[0]
+    assert "results_table(" in measured or "\n|" in measured, f"{md.name}: the summary must be a table"
+    exercises = text.split("\n## Exercises\n", 1)[1]
+    assert re.search(r"\{admonition\}[^\n]*\n\s*:class: dropdown", exercises), f"{md.name}: collapsed solutions"
+
+
+def test_intro_chapter_map_lists_exactly_the_chapters():
+    intro = (ROOT / "book" / "intro.md").read_text()
+    chapter_map = intro.split("## Chapter map", 1)[1].split("\n## ", 1)[0]
+    assert set(re.findall(r"\{doc\}`(\d\d_\w+)`", chapter_map)) == {md.stem for md in CHAPTERS}
 
 
 def _mini_book(tmp_path: Path, code: str, prose: str, body: str | None = None) -> Path:

@@ -11,7 +11,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from .validation import check_choice, check_int
+from .validation import check_choice, check_int, check_positive
 
 __all__ = ["discretize", "parallel_scan", "DiagonalSSMConfig", "DiagonalSSM", "DISCRETIZATIONS", "COMPUTE_MODES",
            "SCAN_CHUNK", "forward_backward_variants"]
@@ -38,8 +38,8 @@ def discretize(A: torch.Tensor, B: torch.Tensor, dt, method: str = "zoh") -> tup
     """
     check_choice("method", method, DISCRETIZATIONS)
     dt = torch.as_tensor(dt, dtype=A.real.dtype, device=A.device)
-    if not bool((dt > 0).all()):
-        raise ValueError(f"dt must be positive, got min {dt.min().item():g}")
+    if not bool(((dt > 0) & torch.isfinite(dt)).all()):
+        raise ValueError(f"dt must be finite and positive, got min {dt.min().item():g}, max {dt.max().item():g}")
     dtA = dt * A
     if method == "zoh":
         if bool((A == 0).any()):
@@ -63,6 +63,8 @@ def parallel_scan(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     elementwise operations over the whole sequence; there are $\log_2 L$ levels.
     Taught in chapter 1 (`01_state_space_models`).
     """
+    if not isinstance(b, torch.Tensor) or b.dim() < 2 or b.shape[1] == 0:
+        raise ValueError(f"b must be a tensor of shape (B, L, ...) with L >= 1, got {getattr(b, 'shape', b)!r}")
     length = b.shape[1]
     if length == 1:
         return b
@@ -90,6 +92,8 @@ class DiagonalSSMConfig:
         for name in ("channels", "state_dim"):
             check_int(name, getattr(self, name))
         check_choice("method", self.method, DISCRETIZATIONS)
+        for name in ("dt_min", "dt_max"):
+            check_positive(name, getattr(self, name))
         if not 0 < self.dt_min <= self.dt_max:
             raise ValueError(f"need 0 < dt_min <= dt_max, got dt_min={self.dt_min}, dt_max={self.dt_max}")
 
@@ -112,7 +116,12 @@ class DiagonalSSM(nn.Module):
     same output: `"recurrence"` (step by step, as when acting), `"fft"` (a causal
     convolution with the impulse-response kernel, for training) and `"scan"` (a
     log-depth `parallel_scan` across chunks of time, see `chunked_scan`).
-    Taught in chapter 1 (`01_state_space_models`).
+
+    All three modes (and `step`) check their input the same way: a tensor of the layer's
+    dtype (float32 unless the layer was converted, e.g. with `.double()`), at least one
+    sequence and one step, and every value finite. NaN or inf input is an error, because the
+    modes would spread it differently (the FFT to every output, the scan to the rest of its
+    chunk, the recurrence only forward in time). Taught in chapter 1 (`01_state_space_models`).
     """
 
     def __init__(self, channels: int = 32, state_dim: int = 16, *, complex_state: bool = True,
@@ -177,6 +186,7 @@ class DiagonalSSM(nn.Module):
     def step(self, u_t: torch.Tensor, state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """One step for acting: `u_t` (B, H), `state` (B, H, N) → (`y_t` (B, H), next state)."""
         H, N = self.config.channels, self.config.state_dim
+        self._check_values("u_t", u_t)
         if u_t.dim() != 2 or u_t.shape[-1] != H:
             raise ValueError(f"u_t must have shape (B, {H}), got {tuple(u_t.shape)}")
         if state.shape != (u_t.shape[0], H, N):
@@ -189,8 +199,24 @@ class DiagonalSSM(nn.Module):
 
     def _check_sequence(self, u: torch.Tensor) -> None:
         H = self.config.channels
+        self._check_values("u", u)
         if u.dim() != 3 or u.shape[-1] != H or u.shape[1] == 0:
             raise ValueError(f"u must have shape (B, L, {H}) with L >= 1, got {tuple(u.shape)}")
+
+    def _check_values(self, name: str, u) -> None:
+        """The checks every mode shares: a tensor of the layer's dtype, a batch of at least one, all finite."""
+        dtype = self.log_dt.dtype
+        if not isinstance(u, torch.Tensor):
+            raise TypeError(f"{name} must be a torch.Tensor, got {type(u).__name__}; "
+                            f"convert it with torch.as_tensor({name}, dtype={dtype})")
+        if u.dtype != dtype:
+            raise TypeError(f"{name} has dtype {u.dtype} but the layer's weights are {dtype}; "
+                            f"pass {name}.to({dtype}) (or convert the layer, e.g. layer.double())")
+        if u.dim() >= 1 and u.shape[0] == 0:
+            raise ValueError(f"{name} has an empty batch (shape {tuple(u.shape)}); pass at least one sequence")
+        bad = int((~torch.isfinite(u)).sum())
+        if bad:
+            raise ValueError(f"{name} has {bad} NaN/inf value(s); every mode needs finite inputs (clean or mask them first)")
 
     def forward(self, u: torch.Tensor, mode: str = "fft", chunk: int = SCAN_CHUNK) -> torch.Tensor:
         """Map inputs `u` (B, L, H) to outputs (B, L, H), from the zero state, by `mode`.

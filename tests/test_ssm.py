@@ -212,8 +212,8 @@ def test_stable_continuous_eigenvalues_stay_inside_the_unit_circle(method):
 
 @pytest.mark.parametrize("kwargs, expected", [
     ({"method": "euler"}, r"unknown method 'euler'; valid choices: \('zoh', 'bilinear'\)"),
-    ({"dt": 0.0}, "dt must be positive"),
-    ({"dt": torch.tensor([0.1, -1.0])}, "dt must be positive"),
+    ({"dt": 0.0}, "dt must be finite and positive"),
+    ({"dt": torch.tensor([0.1, -1.0])}, "dt must be finite and positive"),
     ({"A": torch.tensor([0.0, -1.0])}, "zoh needs every A != 0"),
 ])
 def test_discretize_rejects_bad_arguments(kwargs, expected):

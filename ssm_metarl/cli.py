@@ -6,6 +6,10 @@ once, in its dataclass. Each family takes only its own flags: a CartPole flag gi
 ``--family sine`` (or the reverse) is an error, never silently reinterpreted. The model card's
 evaluation is :func:`ssm_metarl.meta_rl.card_evaluation`. Every artifact's command is in its
 card; the book's appendix lists them all.
+
+Every argument is checked before any work starts (a subcommand's ``check`` default): a bad
+value, an unwritable ``--out`` or a resume file that does not fit is an argparse error (one
+line, exit 2). Ctrl-C ends with one line saying where the run's resume file is (exit 130).
 """
 from __future__ import annotations
 
@@ -15,7 +19,9 @@ import json
 import logging
 import re
 import sys
-from dataclasses import MISSING, fields
+import tempfile
+from dataclasses import MISSING, asdict, fields
+from pathlib import Path
 
 __all__ = ["main", "build_parser"]
 
@@ -23,9 +29,6 @@ __all__ = ["main", "build_parser"]
 def cmd_bench(args: argparse.Namespace) -> int:
     from . import benchmark
 
-    names = benchmark.available()
-    if args.name not in names:
-        raise SystemExit(f"unknown benchmark {args.name!r}; choose one of {names}")
     result = getattr(benchmark, f"bench_{args.name}")(args)
     print(json.dumps(result, indent=2))
     return 0
@@ -49,6 +52,87 @@ def _picked(args: argparse.Namespace, cls, names=None) -> dict:
     return {name: getattr(args, name) for name in names if hasattr(args, name)}
 
 
+def check_bench(args: argparse.Namespace) -> None:
+    from . import benchmark
+
+    if args.name not in benchmark.available():
+        raise ValueError(f"unknown benchmark {args.name!r}; choose one of {benchmark.available()}")
+
+
+#: How the resume messages tell a CLI user to start afresh.
+FRESH = "pass --no-resume to start afresh (or another --out)"
+
+
+def check_train(args: argparse.Namespace) -> None:
+    """Every check ``train`` needs, before any work: values, family, output paths, the resume file."""
+    import torch
+
+    from .validation import check_int, check_positive
+
+    _check_family_flags(args)
+    MetaRLConfig, SSMConfig, SineConfig = _configs()
+    check_int("--test_tasks", args.test_tasks)
+    if args.threads is not None:
+        check_int("--threads", args.threads)
+    if args.max_minutes is not None:
+        check_positive("--max_minutes", args.max_minutes, finite=False)
+    if hasattr(args, "seed"):
+        check_int("--seed", args.seed, minimum=0)
+    try:
+        if args.family == "sine":
+            SineConfig(**_picked(args, SineConfig))
+        else:
+            from .tasks import get_family
+
+            get_family(args.family)
+            config = MetaRLConfig(**_picked(args, MetaRLConfig))
+            model_config = SSMConfig(**_picked(args, SSMConfig, _SSM_FLAGS))
+    except (TypeError, ValueError) as exc:  # name the flag, not the dataclass field
+        raise ValueError(re.sub(r"^(\w+) must", r"--\1 must", str(exc))) from None
+    out = _check_out(args.out)
+    resume = out.with_suffix(".resume.pth")
+    if args.family != "sine" and not args.no_resume and resume.exists():
+        from .meta_run import MetaRunState
+        from .ssm import StateSpaceModel
+
+        with torch.random.fork_rng():
+            model = StateSpaceModel(**asdict(model_config))
+        MetaRunState.check(resume, model, config, fresh=FRESH)
+
+
+def _check_out(name: str) -> Path:
+    """``--out``: a ``.pth`` file name whose directory exists (or can be made) and is writable."""
+    out = Path(name)
+    if out.suffix != ".pth":
+        raise ValueError(f"--out must end in .pth (the card is written next to it as .json), got {name!r}")
+    for path in (out, out.with_suffix(".json"), out.with_suffix(".resume.pth")):
+        if path.is_dir():
+            raise ValueError(f"--out {name}: {path} is a directory; name a file, e.g. {path / 'model.pth'}")
+    parent = out.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise ValueError(f"--out {name}: {parent} is not a directory")
+    try:  # the only sure test of writability (os.access is always True for root)
+        with tempfile.TemporaryFile(dir=parent):
+            pass
+    except OSError as exc:
+        raise ValueError(f"--out {name}: cannot write in {parent} ({exc.strerror})") from None
+    return out
+
+
+def _interrupted(args: argparse.Namespace) -> str:
+    """The one line printed on Ctrl-C: where the run's resume file is, if it has one."""
+    if args.command != "train":
+        return f"interrupted: {args.command} stopped"
+    if args.family == "sine":
+        return f"interrupted: sine training keeps no resume file; nothing was written to {args.out}"
+    resume = Path(args.out).with_suffix(".resume.pth")
+    if not resume.exists():
+        return f"interrupted before the first validation: no resume file yet ({resume}); nothing was written"
+    return f"interrupted: the run is saved in {resume}; run the same command again to resume it"
+
+
 def _check_family_flags(args: argparse.Namespace) -> None:
     """Reject flags of the other family, naming them and the right ones."""
     MetaRLConfig, _, SineConfig = _configs()
@@ -59,7 +143,7 @@ def _check_family_flags(args: argparse.Namespace) -> None:
     if wrong:
         flags = ", ".join(f"--{n}" for n in wrong)
         own = sorted(sine_only if args.family == "sine" else rl_only)
-        raise SystemExit(f"{flags} do(es) not apply to --family {args.family}; its flags are "
+        raise ValueError(f"{flags} do(es) not apply to --family {args.family}; its flags are "
                          + ", ".join(f"--{n}" for n in own) + " (plus --mode, --inner_lr, --outer_lr, --seed)")
 
 
@@ -68,33 +152,29 @@ def cmd_train(args: argparse.Namespace) -> int:
     import platform
     import shlex
     import time
-    from pathlib import Path
 
     import torch
 
-    from .checkpoint import save_json
-
-    _check_family_flags(args)
     if args.threads is not None:
         torch.set_num_threads(args.threads)  # only when asked: small models often run faster on one thread
     out = Path(args.out)
-    if out.suffix != ".pth":
-        raise SystemExit(f"--out must end in .pth (the card is written next to it as .json), got {args.out!r}")
     out.parent.mkdir(parents=True, exist_ok=True)
     card = {"name": out.stem, "command": "python -m ssm_metarl " + " ".join(shlex.quote(a) for a in args.argv),
             "created_by": "ssm_metarl.cli train", "torch": torch.__version__, "threads": torch.get_num_threads(),
             "python": platform.python_version()}
     start = time.perf_counter()
-    card.update(_train_sine(args, out) if args.family == "sine" else _train_rl(args, out))
+    found, write = _train_sine(args, out) if args.family == "sine" else _train_rl(args, out)
+    card.update(found)
     card["wall_seconds"] = time.perf_counter() - start
-    save_json(out.with_suffix(".json"), card)
+    write(card)  # the model and its card, as one unit (the card holds the weights' sha256)
+    resume = out.with_suffix(".resume.pth")
+    if args.family != "sine" and not args.keep_resume and resume.exists():
+        resume.unlink()  # the run finished: its final state is the model above
     print(f"wrote {out} and {out.with_suffix('.json')} in {card['wall_seconds']:.0f} s")
     return 0
 
 
-def _train_rl(args: argparse.Namespace, out) -> dict:
-    from dataclasses import asdict
-
+def _train_rl(args: argparse.Namespace, out):
     import torch
 
     from .meta_rl import card_evaluation
@@ -109,22 +189,21 @@ def _train_rl(args: argparse.Namespace, out) -> dict:
     resume_path = out.with_suffix(".resume.pth")
     budget = None if args.max_minutes is None else 60.0 * args.max_minutes
     result = meta_train(model, config, checkpoint=str(resume_path), resume=not args.no_resume,
-                        progress=not args.quiet, max_seconds=budget)
+                        progress=not args.quiet, max_seconds=budget, fresh=FRESH)
     evaluated = card_evaluation(model, config, args.test_tasks)
     summary = {"best_epoch": result.best_epoch, "best_validation": result.best_validation,
                "epochs_run": len(result.history.get("epoch", [])), "stopped_early": result.stopped_early,
                "skipped_updates": result.skipped_updates, "adaptation_lr": evaluated["adaptation_lr"],
                "adaptation_lr_validation": evaluated["adaptation_lr_validation"]}
-    model.save(out, extra={"meta_train": {**summary, "config": config.to_dict()}})
-    if not args.keep_resume and resume_path.exists():
-        resume_path.unlink()  # the run finished: its final state is the model above
+    extra = {"meta_train": {**summary, "config": config.to_dict()}}
     return {"kind": "StateSpaceModel", "model_config": asdict(model.config),
             "parameters": sum(p.numel() for p in model.parameters()), "train_config": config.to_dict(), **summary,
             "train_seconds": result.total_seconds, "env_steps": result.env_steps,
-            "log": result.history, "validation": result.validation, "evaluation": evaluated["evaluation"]}
+            "log": result.history, "validation": result.validation, "evaluation": evaluated["evaluation"]}, \
+        lambda card: model.save(out, extra=extra, card=card)
 
 
-def _train_sine(args: argparse.Namespace, out) -> dict:
+def _train_sine(args: argparse.Namespace, out):
     from . import sine
     from .checkpoint import save_checkpoint
     from .stats import bootstrap_ci
@@ -133,8 +212,10 @@ def _train_sine(args: argparse.Namespace, out) -> dict:
     method = getattr(args, "mode", "maml")
     config = SineConfig(**_picked(args, SineConfig))
     model, losses, seconds = sine.train_sine(method, config, progress=not args.quiet)
-    save_checkpoint(out, kind="SineRegressor", config={"hidden_dim": config.hidden_dim},
-                    state_dict=model.state_dict(), extra={"train_config": config.to_dict(), "method": method})
+    def write(card):
+        save_checkpoint(out, kind="SineRegressor", config={"hidden_dim": config.hidden_dim}, card=card,
+                        state_dict=model.state_dict(), extra={"train_config": config.to_dict(), "method": method})
+
     amplitude, phase = sine.SineTasks(sine.SINE_TEST_SEED).sample(args.test_tasks)
     errors, _ = sine.sine_errors(model, amplitude, phase, steps=(0, 1, 10), seed=sine.SINE_TEST_SEED + 1)
     every = max(1, len(losses) // 500)
@@ -145,7 +226,7 @@ def _train_sine(args: argparse.Namespace, out) -> dict:
         "evaluation": {"split": f"{args.test_tasks} held-out sines (seed {sine.SINE_TEST_SEED})",
                        "protocol": "K=10 support points, k gradient steps of the inner lr, MSE on 100 grid points",
                        "mse": {str(k): bootstrap_ci(v.numpy()).to_dict() for k, v in errors.items()}},
-    }
+    }, write
 
 
 def _field_help(cls) -> dict[str, str]:
@@ -187,7 +268,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench = sub.add_parser("bench", help="speed benchmarks measured side by side in one run")
     bench.add_argument("name", help="which benchmark (e.g. ssm, rollout, rl, maml)")
     bench.add_argument("--seed", type=int, default=0)
-    bench.set_defaults(func=cmd_bench)
+    bench.set_defaults(func=cmd_bench, check=check_bench)
 
     train = sub.add_parser("train", help="meta-train a policy (MAML) or its baselines; writes OUT.pth and OUT.json",
                            description="Meta-train with MAML on a task family (chapter 3). The model card's flags "
@@ -218,15 +299,25 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--keep-resume", dest="keep_resume", action="store_true",
                        help="keep OUT.resume.pth after a finished run")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
-    train.set_defaults(func=cmd_train, argv=None, family=MetaRLConfig.family)
+    train.set_defaults(func=cmd_train, check=check_train, argv=None, family=MetaRLConfig.family)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)  # recorded verbatim in model cards
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
-    return args.func(args)
+    if getattr(args, "check", None) is not None:
+        try:
+            args.check(args)
+        except (TypeError, ValueError) as exc:  # CheckpointError is a ValueError
+            parser._subparsers._group_actions[0].choices[args.command].error(str(exc))  # one line, exit 2
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:
+        print(_interrupted(args), file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":  # pragma: no cover

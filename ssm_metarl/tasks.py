@@ -18,11 +18,11 @@ import gymnasium as gym
 import numpy as np
 from gymnasium.envs.classic_control.cartpole import CartPoleEnv, CartPoleVectorEnv
 
-from .validation import check_int, check_positive
+from .validation import check_int, check_positive, check_range
 
 __all__ = [
     "compare_with_gymnasium", "GymnasiumComparison",
-    "CartPoleTask", "TaskDistribution", "FAMILIES", "PHYSICS_RANGES", "get_family",
+    "CartPoleTask", "TaskDistribution", "FAMILIES", "PHYSICS_RANGES", "PHYSICS_LIMITS", "get_family",
     "make_env", "make_vector_env", "CartPoleTaskEnv", "CartPoleTaskVectorEnv", "ENV_ID", "X_LIMIT",
 ]
 
@@ -32,14 +32,19 @@ ENV_ID = "ssm_metarl/CartPoleTask-v0"
 X_LIMIT = 2.4
 
 _PHYSICS = ("gravity", "masscart", "masspole", "length", "force_mag")
+#: The physics `CartPoleTask` accepts: wide around CartPole-v1 (every train and test range lies
+#: inside), and narrow enough that Gymnasium's simulator stays finite at every corner.
+PHYSICS_LIMITS = {"gravity": (0.1, 100.0), "masscart": (0.01, 100.0), "masspole": (0.001, 10.0),
+                  "length": (0.01, 10.0), "force_mag": (0.1, 1000.0)}
 
 
 @dataclass(frozen=True)
 class CartPoleTask:
     """One CartPole variant. The defaults are plain CartPole-v1.
 
-    The agent never observes `flip` or `goal`: it must infer them from what happens.
-    Defined in chapter 2 (`02_cartpole_tasks`).
+    The agent never observes `flip` or `goal`: it must infer them from what happens. Each
+    physical constant must lie in its `PHYSICS_LIMITS` range (e.g. masspole in [0.001, 10] kg),
+    where the simulator stays finite. Defined in chapter 2 (`02_cartpole_tasks`).
     """
 
     gravity: float = 9.8  # m/s^2
@@ -53,7 +58,8 @@ class CartPoleTask:
 
     def __post_init__(self):
         for name in _PHYSICS:
-            object.__setattr__(self, name, check_positive(name, getattr(self, name)))
+            value = check_positive(name, getattr(self, name))
+            object.__setattr__(self, name, check_range(name, value, *PHYSICS_LIMITS[name]))
         if not isinstance(self.flip, (bool, np.bool_)):
             raise ValueError(f"flip must be True or False, got {self.flip!r}")
         object.__setattr__(self, "flip", bool(self.flip))

@@ -224,8 +224,9 @@ class CartPoleTaskEnv(CartPoleEnv):
         _set_physics(self, *(getattr(self.task, k) for k in _PHYSICS))
 
     def step(self, action):
-        if self.task.flip and self.action_space.contains(action):
-            action = 1 - int(action)
+        action = _check_actions(action)  # 0 or 1, as an int
+        if self.task.flip:
+            action = 1 - action
         obs, reward, terminated, truncated, info = super().step(action)
         if self.task.goal is not None and reward != 0.0:
             reward = float(self.task.reward(self.state[0]))
@@ -248,7 +249,8 @@ class CartPoleTaskVectorEnv(CartPoleVectorEnv):
             raise ValueError(f"num_envs={num_envs} but {len(tasks)} tasks were given; pass one task per environment")
         if not all(isinstance(t, CartPoleTask) for t in tasks):
             raise ValueError("tasks must all be CartPoleTask instances")
-        steps = max_episode_steps if max_episode_steps is not None else max(t.max_steps for t in tasks)
+        steps = check_int("max_episode_steps", max_episode_steps) if max_episode_steps is not None \
+            else max(t.max_steps for t in tasks)
         super().__init__(num_envs=len(tasks), max_episode_steps=steps, render_mode=render_mode)
         self.tasks = tasks
         _set_physics(self, *(np.array([getattr(t, k) for t in tasks]) for k in _PHYSICS))
@@ -257,12 +259,27 @@ class CartPoleTaskVectorEnv(CartPoleVectorEnv):
         self.has_goal = ~np.isnan(self.goal)
 
     def step(self, action):
-        action = np.asarray(action)
+        action = _check_actions(action, self.num_envs)  # an int array of 0s and 1s, one per environment
         obs, reward, terminated, truncated, info = super().step(np.where(self.flip, 1 - action, action))
         if self.has_goal.any():
             goal_reward = 1.0 - np.abs(self.state[0] - self.goal) / X_LIMIT
             reward = np.where(self.has_goal & (reward != 0.0), goal_reward, reward).astype(np.float32)
         return obs, reward, terminated, truncated, info
+
+
+def _check_actions(action, n: int | None = None):
+    """`action` as an int (single env, `n=None`) or an int array of `n` actions; each must be
+    0 (push left) or 1 (push right), else one ValueError saying what was wrong."""
+    a = np.asarray(action)
+    shape = () if n is None else (n,)
+    need = "an action, 0 (push left) or 1 (push right)" if n is None else f"{n} actions, each 0 (push left) or 1 (push right)"
+    if a.shape != shape or a.dtype.kind not in "iu":
+        raise ValueError(f"need {need}; got {action!r} (shape {a.shape}, dtype {a.dtype})")
+    wrong = np.flatnonzero((a != 0) & (a != 1))
+    if wrong.size:
+        where = "" if n is None else f" at index {wrong[0]}"
+        raise ValueError(f"need {need}; got {a.reshape(-1)[wrong[0]]}{where}")
+    return int(a) if n is None else a
 
 
 def _register() -> None:

@@ -187,13 +187,13 @@ def scan_tree():
             final = lower == y_out  # below its last node a column carries a finished state (green)
             arrow(ax, (xs[t], top), (xs[t], bottom), color=GREEN if final else MUTED, lw=1.0 if final else 0.9)
 
-    note(ax, 0.1, (level[1] + level[3]) / 2, "pair up:\nthe odd states\nare a problem\nof half the length\n"
-         r"with $a \to a^2$", size=11, color=BLUE)
-    note(ax, 0.1, (y_fill2 + y_fill1) / 2, "fill in:\n" r"$x_{2i} = a\,x_{2i-1}$" "\n" r"$\quad + \,b_{2i}$",
-         size=11, color=GREEN)
+    note(ax, -0.2, (level[1] + level[3]) / 2, "pair up:\nthe odd states\nare a problem\nof half the\nlength\n"
+         r"with $a \to a^2$", size=13, color=BLUE)
+    note(ax, -0.2, (y_fill2 + y_fill1) / 2, "fill in:\n" r"$x_{2i} = a\,x_{2i-1}$" "\n" r"$\quad + \,b_{2i}$",
+         size=13, color=GREEN)
     note(ax, (xs[0] + xs[-1]) / 2, 0.2,
          r"$\log_2 L$ levels up and down; each level is a few elementwise operations on the whole sequence",
-         size=11, ha="center")
+         size=12.5, ha="center")
     save(fig, "scan_tree.svg")
 
 

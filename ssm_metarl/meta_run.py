@@ -21,6 +21,7 @@ from .policy import TaskBatchedPolicy
 from .progress import log_row, progress_bar
 from . import rollout  # rollout.collect looked up at call time (tests interrupt it)
 from .tasks import get_family
+from .validation import check_positive
 
 __all__ = ["meta_epoch", "MetaRunState", "MetaTrainResult", "meta_train"]
 
@@ -208,6 +209,8 @@ def meta_train(model, config: MetaRLConfig | None = None, checkpoint: str | None
     with `fresh` saying how to start afresh. Defined in chapter 3 (`03_maml`).
     """
     cfg, policy = config or MetaRLConfig(), _base(model)
+    if max_seconds is not None:
+        check_positive("max_seconds", max_seconds, finite=False)
     family = get_family(cfg.family)
     maml = MetaMAML(policy.model, cfg.inner_lr, cfg.outer_lr, first_order=(cfg.mode == "fomaml"),
                     inner_steps=cfg.adaptation_steps, max_grad_norm=cfg.max_grad_norm)

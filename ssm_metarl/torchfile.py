@@ -53,13 +53,19 @@ def inspect_torch_file(path: str | Path) -> tuple[str, str] | None:
     else:
         try:
             archive = zipfile.ZipFile(path)
-            pickles = [n for n in archive.namelist() if n.endswith("/data.pkl") or n == "data.pkl"]
+            names = archive.namelist()
+            pickles = [n for n in names if n.endswith("/data.pkl") or n == "data.pkl"]
             if not pickles:
+                if any(n.endswith(("/version", "/byteorder")) or "/data/" in n for n in names):
+                    return "damaged", "the checkpoint is damaged (its pickle record data.pkl is missing)"
                 return "wrong", "not a checkpoint (a zip archive without torch data)"
             data = archive.read(pickles[0])  # checks this record's CRC
+            others = [archive.read(n) for n in names if n.endswith(".pkl") and n != pickles[0]]
         except (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError) as bad:
             return "damaged", f"the checkpoint is damaged ({bad})"
     imports, pids, complete = scan_pickle(data)
+    for other in [] if archive is None else others:  # any other pickle in the archive is judged too
+        imports += scan_pickle(other)[0]
     unsafe = sorted(set(imports) - safe_globals())
     if unsafe:
         return "unsafe", (f"refused to load: the file's pickle imports {', '.join(unsafe[:3])}, which could run code; "

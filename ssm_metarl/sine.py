@@ -16,7 +16,7 @@ from torch import nn
 
 from .maml import METHODS, MetaMAML, Params, expand_params
 from .progress import progress_bar
-from .validation import check_choice, check_int
+from .validation import check_choice, check_int, check_positive
 
 __all__ = ["SineConfig", "SineTasks", "sine_model", "mse_loss", "train_sine", "sine_errors", "SINE_METHODS",
            "SINE_TEST_SEED", "load_sine_model"]
@@ -45,6 +45,8 @@ class SineConfig:
     def __post_init__(self):
         for name in ("k_shot", "hidden_dim", "meta_batch", "iterations", "inner_steps"):
             check_int(name, getattr(self, name))
+        for name in ("inner_lr", "outer_lr", "max_grad_norm"):
+            check_positive(name, getattr(self, name))
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -84,10 +86,14 @@ def sine_model(hidden_dim: int = 40, seed: int = 0) -> nn.Sequential:
 
 def load_sine_model(path) -> nn.Sequential:
     """A sine regressor saved by ``python -m ssm_metarl train --family sine`` (a checked checkpoint). Chapter 3."""
-    from .checkpoint import load_checkpoint
+    from .checkpoint import WrongCheckpointError, check_weights, load_checkpoint
 
     ckpt = load_checkpoint(path, kind="SineRegressor")
-    model = sine_model(int(ckpt.config["hidden_dim"]))
+    hidden = ckpt.config.get("hidden_dim")
+    if not isinstance(hidden, int) or isinstance(hidden, bool) or hidden < 1:
+        raise WrongCheckpointError(f"{path}: config hidden_dim must be a positive int, got {hidden!r}")
+    model = sine_model(hidden)
+    check_weights(ckpt.state_dict, model.state_dict(), source=str(path))
     model.load_state_dict(ckpt.state_dict)
     return model
 

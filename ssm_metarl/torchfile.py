@@ -63,9 +63,16 @@ def inspect_torch_file(path: str | Path) -> tuple[str, str] | None:
             others = [archive.read(n) for n in names if n.endswith(".pkl") and n != pickles[0]]
         except (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError) as bad:
             return "damaged", f"the checkpoint is damaged ({bad})"
-    imports, pids, complete = scan_pickle(data)
+    imports, pids, complete, end = scan_pickle(data)
     for other in [] if archive is None else others:  # any other pickle in the archive is judged too
         imports += scan_pickle(other)[0]
+    for _ in range(4 if archive is None and complete else 0):  # torch's legacy format: 5 pickles, then raw data
+        if end >= len(data):
+            break
+        found, _, whole, length = scan_pickle(data[end:])
+        if not whole:
+            break
+        imports, end = imports + found, end + length
     unsafe = sorted(set(imports) - safe_globals())
     if unsafe:
         return "unsafe", (f"refused to load: the file's pickle imports {', '.join(unsafe[:3])}, which could run code; "
@@ -108,9 +115,9 @@ _NOT_VALUES = {"GLOBAL", "INST", "PROTO", "FRAME"}
 _MARKED = {"TUPLE", "LIST", "DICT", "SETITEMS", "APPENDS", "OBJ", "INST", "FROZENSET", "ADDITEMS", "POP_MARK"}
 
 
-def scan_pickle(data: bytes) -> tuple[list[str], list[tuple], bool]:
+def scan_pickle(data: bytes) -> tuple[list[str], list[tuple], bool, int]:
     """Read a pickle's opcodes without running them: the globals it imports, the persistent ids
-    (torch's tensor records) it references, and whether the stream reaches its STOP."""
+    (torch's tensor records) it references, whether the stream reaches its STOP, and where it ends."""
     imports, pids, memo, frames, last, complete, ops = [], [], {}, [[]], None, False, []
     try:
         for op in pickletools.genops(data):
@@ -151,4 +158,4 @@ def scan_pickle(data: bytes) -> tuple[list[str], list[tuple], bool]:
             frames[-1].append(value)
         if not (name.endswith("PUT") or name == "MEMOIZE"):
             last = value
-    return imports, pids, complete
+    return imports, pids, complete, (ops[-1][2] + 1 if complete else len(data))

@@ -54,6 +54,7 @@ class CartPoleTask:
     force_mag: float = 10.0  # N, the push of one action
     flip: bool = False  # True: action 0 pushes right and action 1 pushes left
     goal: float | None = None  # hidden target cart position; reward 1 - |x - goal| / 2.4 per step
+    goal_width: float | None = None  # if set, reward exp(-(x - goal)^2 / (2 goal_width^2)) instead (chapter 4)
     max_steps: int = 500  # episode length limit (truncation), as CartPole-v1
 
     def __post_init__(self):
@@ -68,13 +69,17 @@ class CartPoleTask:
                     or not -X_LIMIT < float(self.goal) < X_LIMIT:
                 raise ValueError(f"goal must be None or a number in (-{X_LIMIT}, {X_LIMIT}), got {self.goal!r}")
             object.__setattr__(self, "goal", float(self.goal))
+        if self.goal_width is not None:
+            if self.goal is None:  # a width without a goal would be silently ignored
+                raise ValueError("goal_width needs a goal: pass goal= as well, or drop goal_width")
+            object.__setattr__(self, "goal_width", check_positive("goal_width", self.goal_width))
         object.__setattr__(self, "max_steps", check_int("max_steps", self.max_steps))
 
     def reward(self, x):
-        """Reward of a step that ends at cart position `x` (scalar or array): 1, or 1 - |x - goal|/2.4."""
+        """Reward of a step that ends at cart position `x` (scalar or array): 1, 1 - |x - goal|/2.4, or the Gaussian."""
         if self.goal is None:
             return np.ones_like(np.asarray(x, dtype=np.float64))
-        return 1.0 - np.abs(np.asarray(x, dtype=np.float64) - self.goal) / X_LIMIT
+        return _goal_reward(np.asarray(x, dtype=np.float64), self.goal, np.nan if self.goal_width is None else self.goal_width)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -103,6 +108,8 @@ PHYSICS_RANGES = {
 GOAL_RANGE = (-1.0, 1.0)
 #: Hidden-goal episodes are shorter: 200 steps are enough to reach any goal and stay there.
 GOAL_MAX_STEPS = 200
+#: "goal_sharp" (chapter 4): goals ~ U(GOAL_SHARP_RANGE) and a Gaussian reward of this width (m).
+GOAL_SHARP_RANGE, GOAL_SHARP_WIDTH = (-1.5, 1.5), 0.4
 
 #: The components a family name may combine with "+", and what each one draws.
 FAMILIES = {
@@ -110,18 +117,20 @@ FAMILIES = {
     "flip": "flip ~ Bernoulli(0.5): left and right swapped on half of the tasks",
     "goal": f"hidden goal ~ U{GOAL_RANGE}, reward 1 - |x - goal|/2.4, {GOAL_MAX_STEPS} steps",
     "physics": "gravity, cart mass, pole mass, pole length and force ~ U(train ranges); test tasks from held-out ranges",
+    "goal_sharp": f"hidden goal ~ U{GOAL_SHARP_RANGE}, reward exp(-(x-goal)^2/(2*{GOAL_SHARP_WIDTH}^2)), {GOAL_MAX_STEPS} steps",
 }
 _SPLIT_SEEDS = {"train": 1_000, "validation": 2_000, "test": 3_000}
 _SPLIT_SIZES = {"train": 64, "validation": 16, "test": 32}
 
 
 def _parse_family(name: str) -> tuple[str, ...]:
-    valid = "valid choices: " + ", ".join(FAMILIES) + ", or a '+'-combination of flip, goal, physics (e.g. 'flip+physics')"
+    valid = "valid choices: " + ", ".join(FAMILIES) + ", or a '+'-combination of flip, physics and one of goal, goal_sharp (e.g. 'flip+physics')"
     if not isinstance(name, str):
         raise ValueError(f"family name must be a string, got {name!r}; {valid}")
     parts = tuple(p.strip() for p in name.split("+"))
     unknown = [p for p in parts if p not in FAMILIES]
-    if unknown or len(set(parts)) != len(parts) or (len(parts) > 1 and "standard" in parts):
+    if unknown or len(set(parts)) != len(parts) or (len(parts) > 1 and "standard" in parts) \
+            or {"goal", "goal_sharp"} <= set(parts):
         raise ValueError(f"unknown task family {name!r}; {valid}")
     order = list(FAMILIES)
     return tuple(sorted(parts, key=order.index))
@@ -141,7 +150,7 @@ class TaskDistribution:
         self.components = _parse_family(name)
         self.name = "+".join(self.components)
         self.finite = set(self.components) <= {"standard", "flip"}
-        self.max_steps = GOAL_MAX_STEPS if "goal" in self.components else 500
+        self.max_steps = GOAL_MAX_STEPS if {"goal", "goal_sharp"} & set(self.components) else 500
         self._splits = {split: tuple(self._draw(size, _SPLIT_SEEDS[split], split, fixed=True))
                         for split, size in _SPLIT_SIZES.items()}
 
@@ -160,6 +169,8 @@ class TaskDistribution:
                 kwargs["flip"] = bool(rng.random() < 0.5)
             if "goal" in self.components:
                 kwargs["goal"] = float(rng.uniform(*GOAL_RANGE))
+            if "goal_sharp" in self.components:
+                kwargs.update(goal=float(rng.uniform(*GOAL_SHARP_RANGE)), goal_width=GOAL_SHARP_WIDTH)
             tasks.append(CartPoleTask(**kwargs))
         return tasks
 
@@ -257,14 +268,20 @@ class CartPoleTaskVectorEnv(CartPoleVectorEnv):
         self.flip = np.array([t.flip for t in tasks])
         self.goal = np.array([np.nan if t.goal is None else t.goal for t in tasks])
         self.has_goal = ~np.isnan(self.goal)
+        self.goal_width = np.array([np.nan if t.goal_width is None else t.goal_width for t in tasks])
 
     def step(self, action):
         action = _check_actions(action, self.num_envs)  # an int array of 0s and 1s, one per environment
         obs, reward, terminated, truncated, info = super().step(np.where(self.flip, 1 - action, action))
         if self.has_goal.any():
-            goal_reward = 1.0 - np.abs(self.state[0] - self.goal) / X_LIMIT
+            goal_reward = _goal_reward(self.state[0], self.goal, self.goal_width)
             reward = np.where(self.has_goal & (reward != 0.0), goal_reward, reward).astype(np.float32)
         return obs, reward, terminated, truncated, info
+
+
+def _goal_reward(x, goal, width):
+    """1 - |x - goal|/2.4 where `width` is NaN ("goal"), else exp(-(x - goal)^2 / (2 width^2)) ("goal_sharp")."""
+    return np.where(np.isnan(width), 1.0 - np.abs(x - goal) / X_LIMIT, np.exp(-(x - goal) ** 2 / (2 * np.nan_to_num(width, nan=1.0) ** 2)))
 
 
 def _check_actions(action, n: int | None = None):

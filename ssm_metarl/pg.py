@@ -57,7 +57,7 @@ class ValueNet(nn.Module):
 def _validate_config(cfg) -> None:
     """Reject settings that would silently train nothing or diverge, naming the field."""
     owner = type(cfg).__name__
-    for name in ("episodes_per_iter", "max_iters", "eval_episodes", "epochs", "critic_steps"):
+    for name in ("episodes_per_iter", "max_iters", "eval_episodes", "epochs", "critic_steps", "episodes_per_task"):
         if hasattr(cfg, name):
             check_int(f"{owner}.{name}", getattr(cfg, name))
     for name in ("lr", "critic_lr", "max_seconds", "clip"):
@@ -66,6 +66,9 @@ def _validate_config(cfg) -> None:
     for name in ("gamma", "gae_lambda"):
         if hasattr(cfg, name):
             check_unit_interval(f"{owner}.{name}", getattr(cfg, name))
+    if cfg.episodes_per_iter % cfg.episodes_per_task:
+        raise ValueError(f"{owner}.episodes_per_iter={cfg.episodes_per_iter} must be a multiple of "
+                         f"episodes_per_task={cfg.episodes_per_task}")
     if hasattr(cfg, "baseline"):
         check_choice("baseline", cfg.baseline, BASELINES)
 
@@ -89,6 +92,7 @@ class ReinforceConfig:
     eval_episodes: int = 100  # episodes of the greedy check (vector sim first, then real Gymnasium)
     eval_trigger: float = 450.0  # run the check only when the batch's sampled mean return reaches this
     balance_tasks: bool = False  # weigh every task equally: advantages and loss per task (module docstring)
+    episodes_per_task: int = 1  # a batch plays episodes_per_iter / episodes_per_task tasks, this many episodes each
 
     def __post_init__(self):
         _validate_config(self)
@@ -115,6 +119,7 @@ class PPOConfig:
     eval_episodes: int = 100
     eval_trigger: float = 450.0
     balance_tasks: bool = False  # weigh every task equally: advantages and loss per task (module docstring)
+    episodes_per_task: int = 1  # a batch plays episodes_per_iter / episodes_per_task tasks, this many episodes each
 
     def __post_init__(self):
         _validate_config(self)
@@ -146,12 +151,13 @@ def _seeded_critic(seed: int) -> ValueNet:
         return ValueNet()
 
 
-def _episode_tasks(tasks: Sequence[CartPoleTask], n: int, iteration: int) -> tuple[list[CartPoleTask], int]:
-    """Spread `n` episodes over the tasks, rotating through them when there are more tasks than episodes."""
-    tasks = list(tasks)
-    if len(tasks) >= n:
-        start = (iteration * n) % len(tasks)
-        return [tasks[(start + i) % len(tasks)] for i in range(n)], 1
+def _episode_tasks(tasks: Sequence[CartPoleTask], n: int, iteration: int, per_task: int = 1) -> tuple[list[CartPoleTask], int]:
+    """Spread `n` episodes over the tasks, `per_task` episodes each, rotating through the tasks in
+    their order when there are more tasks than the batch holds."""
+    tasks, k = list(tasks), n // per_task
+    if len(tasks) >= k:
+        start = (iteration * k) % len(tasks)
+        return [tasks[(start + i) % len(tasks)] for i in range(k)], per_task
     if n % len(tasks):
         raise ValueError(f"episodes_per_iter={n} must be a multiple of the number of tasks ({len(tasks)})")
     return tasks, n // len(tasks)
@@ -171,7 +177,7 @@ def _solve_check(policy, tasks, cfg, seed: int, result: TrainResult) -> bool:
 
 def _play(policy, tasks, cfg, seed: int, iteration: int):
     """The iteration's batch of episodes, and `n_tasks` for balancing (None: every step weighs the same)."""
-    ep_tasks, per_task = _episode_tasks(tasks, cfg.episodes_per_iter, iteration)
+    ep_tasks, per_task = _episode_tasks(tasks, cfg.episodes_per_iter, iteration, cfg.episodes_per_task)
     traj = collect(policy, ep_tasks, per_task, seed=seed * 100_003 + iteration)
     return traj, (len(traj.tasks) if cfg.balance_tasks else None)
 

@@ -47,6 +47,9 @@ def inspect_torch_file(path: str | Path) -> tuple[str, str] | None:
     if head[:1] == b"\x80":  # a raw pickle stream: torch's legacy format or pickle.dump
         data = path.read_bytes()
     elif head != b"PK\x03\x04":
+        found, _, complete, _ = scan_pickle(path.read_bytes())  # perhaps a text-protocol (0) pickle
+        if complete and set(found) - safe_globals():
+            return "unsafe", _unsafe(found)
         return "wrong", "not a checkpoint (not a torch file)"
     elif not zipfile.is_zipfile(path):
         return "damaged", "the checkpoint is truncated (its zip archive has no end record)"
@@ -73,10 +76,8 @@ def inspect_torch_file(path: str | Path) -> tuple[str, str] | None:
         if not whole:
             break
         imports, end = imports + found, end + length
-    unsafe = sorted(set(imports) - safe_globals())
-    if unsafe:
-        return "unsafe", (f"refused to load: the file's pickle imports {', '.join(unsafe[:3])}, which could run code; "
-                          "only weights are loaded (weights_only=True)")
+    if set(imports) - safe_globals():
+        return "unsafe", _unsafe(imports)
     if archive is None:
         if not complete:
             return "damaged", "the checkpoint is truncated (its pickle stream ends early)"
@@ -102,6 +103,12 @@ def inspect_torch_file(path: str | Path) -> tuple[str, str] | None:
         if sizes[record] < need:
             return "damaged", f"the checkpoint is damaged (tensor record {record} has {sizes[record]} bytes, needs {need})"
     return None
+
+
+def _unsafe(imports: list[str]) -> str:
+    unsafe = sorted(set(imports) - safe_globals())
+    return (f"refused to load: the file's pickle imports {', '.join(unsafe[:3])}, which could run code; "
+            "only weights are loaded (weights_only=True)")
 
 
 def _itemsize(storage: str) -> int:

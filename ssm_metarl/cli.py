@@ -1,4 +1,4 @@
-"""Command line: ``python -m ssm_metarl {train,bench}``, a thin layer over the package.
+"""Command line: ``python -m ssm_metarl {train,bench,rsi,rsi-worker}``, a thin layer over the package.
 
 ``train``'s flags are built from the config dataclasses (:class:`~ssm_metarl.meta_rl.MetaRLConfig`,
 :class:`~ssm_metarl.SSMConfig`, :class:`~ssm_metarl.sine.SineConfig`), so every default exists
@@ -300,6 +300,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="keep OUT.resume.pth after a finished run")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
     train.set_defaults(func=cmd_train, check=check_train, argv=None, family=MetaRLConfig.family)
+    from .rsi_cli import add_parsers  # chapter 5's rsi and rsi-worker
+
+    add_parsers(sub, _add_config_flags)
     return parser
 
 

@@ -197,6 +197,7 @@ class StateSpaceModel(nn.Module):
         with torch.random.fork_rng():
             torch.manual_seed(seed)
             wide = type(self)(state_dim, self.input_dim, self.output_dim, hidden_dim, self.config.bounded)
+        wide = wide.to(dtype=self.input_map.weight.dtype, device=self.input_map.weight.device)
         s, h = self.state_dim, self.hidden_dim
         zero = {"transition.0.weight": (slice(None, h), slice(s, None)),  # old hidden units ignore new state
                 "transition.2.weight": (slice(None, s), slice(h, None)),  # new hidden units feed no old state

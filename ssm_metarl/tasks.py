@@ -18,7 +18,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium.envs.classic_control.cartpole import CartPoleEnv, CartPoleVectorEnv
 
-from .validation import check_int, check_positive, check_range
+from .validation import check_actions, check_int, check_positive, check_range
 
 __all__ = [
     "compare_with_gymnasium", "GymnasiumComparison",
@@ -32,8 +32,7 @@ ENV_ID = "ssm_metarl/CartPoleTask-v0"
 X_LIMIT = 2.4
 
 _PHYSICS = ("gravity", "masscart", "masspole", "length", "force_mag")
-#: The physics `CartPoleTask` accepts: wide around CartPole-v1 (every train and test range lies
-#: inside), and narrow enough that Gymnasium's simulator stays finite at every corner.
+#: The physics `CartPoleTask` accepts: every train/test range inside, the simulator finite at every corner.
 PHYSICS_LIMITS = {"gravity": (0.1, 100.0), "masscart": (0.01, 100.0), "masspole": (0.001, 10.0),
                   "length": (0.01, 10.0), "force_mag": (0.1, 1000.0)}
 
@@ -235,10 +234,8 @@ class CartPoleTaskEnv(CartPoleEnv):
         _set_physics(self, *(getattr(self.task, k) for k in _PHYSICS))
 
     def step(self, action):
-        action = _check_actions(action)  # 0 or 1, as an int
-        if self.task.flip:
-            action = 1 - action
-        obs, reward, terminated, truncated, info = super().step(action)
+        action = check_actions(action)  # 0 or 1, else a ValueError
+        obs, reward, terminated, truncated, info = super().step(1 - action if self.task.flip else action)
         if self.task.goal is not None and reward != 0.0:
             reward = float(self.task.reward(self.state[0]))
         return obs, reward, terminated, truncated, info
@@ -260,8 +257,7 @@ class CartPoleTaskVectorEnv(CartPoleVectorEnv):
             raise ValueError(f"num_envs={num_envs} but {len(tasks)} tasks were given; pass one task per environment")
         if not all(isinstance(t, CartPoleTask) for t in tasks):
             raise ValueError("tasks must all be CartPoleTask instances")
-        steps = check_int("max_episode_steps", max_episode_steps) if max_episode_steps is not None \
-            else max(t.max_steps for t in tasks)
+        steps = max(t.max_steps for t in tasks) if max_episode_steps is None else check_int("max_episode_steps", max_episode_steps)
         super().__init__(num_envs=len(tasks), max_episode_steps=steps, render_mode=render_mode)
         self.tasks = tasks
         _set_physics(self, *(np.array([getattr(t, k) for t in tasks]) for k in _PHYSICS))
@@ -271,7 +267,7 @@ class CartPoleTaskVectorEnv(CartPoleVectorEnv):
         self.goal_width = np.array([np.nan if t.goal_width is None else t.goal_width for t in tasks])
 
     def step(self, action):
-        action = _check_actions(action, self.num_envs)  # an int array of 0s and 1s, one per environment
+        action = check_actions(action, self.num_envs)  # an int array of 0s and 1s, one per environment
         obs, reward, terminated, truncated, info = super().step(np.where(self.flip, 1 - action, action))
         if self.has_goal.any():
             goal_reward = _goal_reward(self.state[0], self.goal, self.goal_width)
@@ -282,21 +278,6 @@ class CartPoleTaskVectorEnv(CartPoleVectorEnv):
 def _goal_reward(x, goal, width):
     """1 - |x - goal|/2.4 where `width` is NaN ("goal"), else exp(-(x - goal)^2 / (2 width^2)) ("goal_sharp")."""
     return np.where(np.isnan(width), 1.0 - np.abs(x - goal) / X_LIMIT, np.exp(-(x - goal) ** 2 / (2 * np.nan_to_num(width, nan=1.0) ** 2)))
-
-
-def _check_actions(action, n: int | None = None):
-    """`action` as an int (single env, `n=None`) or an int array of `n` actions; each must be
-    0 (push left) or 1 (push right), else one ValueError saying what was wrong."""
-    a = np.asarray(action)
-    shape = () if n is None else (n,)
-    need = "an action, 0 (push left) or 1 (push right)" if n is None else f"{n} actions, each 0 (push left) or 1 (push right)"
-    if a.shape != shape or a.dtype.kind not in "iu":
-        raise ValueError(f"need {need}; got {action!r} (shape {a.shape}, dtype {a.dtype})")
-    wrong = np.flatnonzero((a != 0) & (a != 1))
-    if wrong.size:
-        where = "" if n is None else f" at index {wrong[0]}"
-        raise ValueError(f"need {need}; got {a.reshape(-1)[wrong[0]]}{where}")
-    return int(a) if n is None else a
 
 
 def _register() -> None:

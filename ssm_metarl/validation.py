@@ -8,7 +8,10 @@ from __future__ import annotations
 import math
 import numbers
 
-__all__ = ["check_int", "check_positive", "check_unit_interval", "check_choice", "check_bool", "check_range"]
+import numpy as np
+
+__all__ = ["check_int", "check_positive", "check_unit_interval", "check_choice", "check_bool", "check_range",
+           "check_actions"]
 
 
 def check_int(name: str, value, minimum: int = 1) -> int:
@@ -57,3 +60,16 @@ def check_range(name: str, value, low: float, high: float) -> float:
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or not low <= value <= high:
         raise ValueError(f"{name} must be a number in [{low:g}, {high:g}], got {value!r}")
     return float(value)
+
+
+def check_actions(action, n: int | None = None):
+    """CartPole actions: one int (``n=None``) or an int array of ``n``, each 0 (push left) or 1
+    (push right); else one ValueError naming the value (and its index). Chapter 2."""
+    a = np.asarray(action)
+    need = "an action, 0 (push left) or 1 (push right)" if n is None else f"{n} actions, each 0 (push left) or 1 (push right)"
+    if a.shape != (() if n is None else (n,)) or a.dtype.kind not in "iu":
+        raise ValueError(f"need {need}; got {action!r} (shape {a.shape}, dtype {a.dtype})")
+    wrong = np.flatnonzero((a != 0) & (a != 1))
+    if wrong.size:
+        raise ValueError(f"need {need}; got {a.reshape(-1)[wrong[0]]}" + ("" if n is None else f" at index {wrong[0]}"))
+    return int(a) if n is None else a

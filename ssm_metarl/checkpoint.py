@@ -255,11 +255,12 @@ def _check_card(path: Path) -> None:
     if path.suffix != ".pth" or not card.is_file():
         return
     try:
-        want = json.loads(card.read_text()).get(CARD_HASH)
-    except (ValueError, AttributeError, UnicodeDecodeError) as bad:
+        data = json.loads(card.read_text())
+    except (ValueError, UnicodeDecodeError) as bad:  # cards are written atomically: this is damage
         raise DamagedCheckpointError(f"{card}: the model's card is not a JSON object ({bad})") from None
+    want = data.get(CARD_HASH) if isinstance(data, dict) else None
     if want is None:
-        return  # a card without a hash (written by hand or by an older version)
+        return  # no card of ours, or one without a hash (written by hand or by an older version)
     have = file_sha256(path)
     if have == want:
         return

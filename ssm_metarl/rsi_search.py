@@ -18,6 +18,7 @@ import math
 import os
 import socket
 import time
+import warnings
 from dataclasses import asdict, dataclass
 from typing import Any, Callable
 
@@ -151,7 +152,8 @@ def unsafe_reason(candidate: Candidate, returns=None, current_mean: float | None
     non-finite returns, or a collapse below `instability` x the current return. Defined in chapter 5."""
     bad = [n for n, p in candidate.model.named_parameters() if not torch.isfinite(p).all()]
     if bad or not math.isfinite(candidate.inner_lr):
-        return f"non-finite weights ({', '.join(bad) or 'inner_lr'})"
+        where = f"{bad[0]} and {len(bad) - 1} more" if len(bad) > 1 else (bad[0] if bad else "inner_lr")
+        return f"non-finite weights ({where})"
     if returns is not None and not np.all(np.isfinite(returns)):
         return "non-finite validation returns"
     if returns is not None and current_mean is not None and np.mean(returns) < instability * current_mean:
@@ -173,10 +175,19 @@ def decode_model(data: dict) -> StateSpaceModel:
     return model
 
 
+def _optuna():
+    """Optuna, imported on first use (it is the optional `rsi` extra). Its progress bars are never
+    used, so tqdm's notice about missing notebook widgets is silenced."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="IProgress not found")
+        import optuna
+    return optuna
+
+
 def make_storage(url: str):
     """An Optuna storage from a URL: `journal:PATH` (or a path ending in .log) is a journal file,
     anything else (sqlite:///, postgresql://, mysql://) Optuna's own RDB storage."""
-    import optuna
+    optuna = _optuna()
 
     if url.startswith("journal:") or url.endswith(".log"):
         from optuna.storages.journal import JournalFileBackend
@@ -189,7 +200,7 @@ class SharedStudy:
     """An Optuna study that several processes share through one storage URL (chapter 5)."""
 
     def __init__(self, storage: str, name: str, sampler_seed: int | None = None):
-        import optuna
+        optuna = _optuna()
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         self.optuna, self.url, self.storage = optuna, storage, make_storage(storage)

@@ -300,6 +300,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="keep OUT.resume.pth after a finished run")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
     train.set_defaults(func=cmd_train, check=check_train, argv=None, family=MetaRLConfig.family)
+    from .adaptation_cli import add_parsers as add_adaptation_parsers  # chapter 4's incontext
+
+    add_adaptation_parsers(sub, _add_config_flags)
     from .rsi_cli import add_parsers  # chapter 5's rsi and rsi-worker
 
     add_parsers(sub, _add_config_flags)

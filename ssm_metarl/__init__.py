@@ -11,8 +11,8 @@ from .stats import VERDICTS, Estimate, bootstrap_ci, difference_ci, verdict
 from .timing import speedup, time_interleaved, time_rounds, torch_threads
 from .ssm import SSMConfig, StateSpaceModel, balancing_ssm
 from .s4d import DiagonalSSM, DiagonalSSMConfig, discretize, forward_backward_variants, parallel_scan
-from .tasks import (CartPoleTask, GymnasiumComparison, TaskDistribution, compare_with_gymnasium, get_family, make_env,
-                    make_vector_env)
+from .tasks import CartPoleTask, TaskDistribution, get_family
+from .envs import GymnasiumComparison, compare_with_gymnasium, make_env, make_vector_env
 from .policy import (CallablePolicy, LinearPolicy, Policy, RL2Policy, SSMPolicy, TaskBatchedPolicy, action_log_probs,
                      as_policy, policy_log_probs, select_actions)
 from .rollout import EvalResult, RolloutRates, Trajectories, collect, evaluate, naive_rollout, rollout_rates

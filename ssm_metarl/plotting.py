@@ -169,7 +169,8 @@ def record_episode(policy, task=None, seed: int = 0, every: int = 1, max_frames:
     import torch
 
     from .policy import as_policy, select_actions
-    from .tasks import CartPoleTask, make_env
+    from .envs import make_env
+    from .tasks import CartPoleTask
 
     if every < 1 or max_frames < 1:
         raise ValueError(f"every and max_frames must be positive, got {every} and {max_frames}")

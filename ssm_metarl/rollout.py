@@ -1,7 +1,7 @@
 """Batched rollouts: many episodes of many CartPole tasks at once, one policy forward per step.
 
 `collect` plays `episodes_per_task` episodes of every task in one vectorised
-Gymnasium environment (`ssm_metarl.tasks.CartPoleTaskVectorEnv`) and returns a
+Gymnasium environment (`ssm_metarl.envs.CartPoleTaskVectorEnv`) and returns a
 `Trajectories` batch. `evaluate` scores a policy with a bootstrap CI, either on
 the vectorised simulator or on real single Gymnasium environments (`backend="gymnasium"`).
 
@@ -22,7 +22,8 @@ import torch
 
 from .policy import N_ACTIONS, LinearPolicy, as_policy, select_actions
 from .stats import Estimate, bootstrap_ci
-from .tasks import CartPoleTask, make_env, make_vector_env
+from .envs import make_env, make_vector_env
+from .tasks import CartPoleTask
 from .timing import time_rounds
 from .validation import check_int
 

@@ -61,7 +61,7 @@ def test_package_reexports_every_public_name_it_lists():
 
 
 # The floors of the package, bottom first: a module imports (at its top level) only modules listed before it.
-ORDER = ["validation", "torchfile", "checkpoint", "artifacts", "stats", "timing", "progress", "tasks", "ssm", "s4d", "policy",
+ORDER = ["validation", "torchfile", "checkpoint", "artifacts", "stats", "timing", "progress", "tasks", "envs", "ssm", "s4d", "policy",
          "rollout", "rl", "pg", "maml", "meta_rl", "meta_run", "sine", "plotting", "display", "adaptation",
          "rsi_search", "rsi", "benchmark", "rsi_cli", "cli"]
 

@@ -13,7 +13,7 @@ import torch
 
 from .stats import Estimate, bootstrap_ci
 
-__all__ = ["time_rounds", "time_interleaved", "speedup", "torch_threads"]
+__all__ = ["time_rounds", "time_interleaved", "speedup", "speed_words", "times_faster", "torch_threads"]
 
 
 @contextlib.contextmanager
@@ -57,3 +57,20 @@ def speedup(times: dict[str, list[float]], baseline: str, name: str) -> Estimate
     """How many times faster ``name`` ran than ``baseline``: the mean of the per-round ratios of
     :func:`time_rounds`, with a 95% bootstrap CI over rounds. Defined in chapter 1 (``01_state_space_models``)."""
     return bootstrap_ci([slow / fast for slow, fast in zip(times[baseline], times[name])])
+
+
+def speed_words(times: dict[str, list[float]], baseline: str, name: str) -> str:
+    """How `name`'s speed compares with `baseline`'s, in words decided by the CI over rounds:
+    "4.1× (95% CI 3.8–4.4×) faster than", "... slower than", or "not measurably faster or
+    slower than". Defined in chapter 1 (`01_state_space_models`)."""
+    faster = speedup(times, baseline, name)
+    if faster.low > 1:
+        return f"{times_faster(faster)} faster than"
+    if faster.high < 1:
+        return f"{times_faster(speedup(times, name, baseline))} slower than"
+    return "not measurably faster or slower than"
+
+
+def times_faster(ratio: Estimate) -> str:
+    """A speed-up with its CI as prose: "4.1× (95% CI 3.8–4.4×)". Defined in chapter 1."""
+    return f"{ratio.mean:.1f}× (95% CI {ratio.low:.1f}–{ratio.high:.1f}×)"

@@ -31,6 +31,15 @@ def test_speedup_is_the_mean_per_round_ratio_with_a_ci():
     assert 2.0 <= estimate.low < 5.0 < estimate.high <= 8.0
 
 
+def test_speed_words_follow_the_ci():
+    times = {"loop": [2.0, 4.0, 6.0, 8.0], "fast": [1.0, 1.0, 1.0, 1.0], "slow": [4.0, 8.0, 12.0, 16.0],
+             "same": [2.0, 3.0, 7.0, 8.0]}  # ratios 1, 4/3, 6/7, 1: the CI straddles 1
+    assert timing.speed_words(times, "loop", "fast").endswith(" faster than")
+    assert timing.speed_words(times, "loop", "fast").startswith("5.0× (95% CI ")
+    assert timing.speed_words(times, "loop", "slow") == "2.0× (95% CI 2.0–2.0×) slower than"
+    assert timing.speed_words(times, "loop", "same") == "not measurably faster or slower than"
+
+
 def test_torch_threads_restores_the_thread_count_even_on_error():
     before = torch.get_num_threads()
     target = 2 if before == 1 else 1

@@ -187,7 +187,9 @@ class RecursiveSelfImprovementAgent:
     # -- one cycle --------------------------------------------------------------------------
     def study(self) -> SharedStudy:
         if self._shared is None:
-            self._shared = SharedStudy(self.storage, self.study_name, sampler_seed=self.config.seed)
+            # seeded by the cycle too, so a resumed run does not replay its first proposals
+            self._shared = SharedStudy(self.storage, self.study_name,
+                                       sampler_seed=_seed(self.config.seed, len(self.history)))
         return self._shared
 
     def evaluate(self, candidate: Candidate | None = None, split: str = "validation", seed: int = 0) -> np.ndarray:

@@ -306,6 +306,9 @@ def build_parser() -> argparse.ArgumentParser:
     from .rsi_cli import add_parsers  # chapter 5's rsi and rsi-worker
 
     add_parsers(sub, _add_config_flags)
+    from .bench_report import add_parsers as add_benchmark_parsers  # chapter 6's benchmark
+
+    add_benchmark_parsers(sub)
     return parser
 
 

@@ -63,3 +63,87 @@ def test_forward_backward_variants_compute_the_same_output():
     outputs = {name: run() for name, run in variants.items()}
     for name, y in outputs.items():
         torch.testing.assert_close(y, outputs["loop"], atol=1e-4, rtol=1e-4, msg=name)
+
+
+# --- chapter 6: the agent benchmark (python -m ssm_metarl benchmark) -------------------------------------------
+import json  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+from ssm_metarl import bench_agents, bench_report  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+SHIPPED = ROOT / "models" / "benchmark_results.json"
+
+
+def _tiny_results():
+    row = lambda name, values: {"name": name, "reported": "9.4 ± 0.7", "returns": values,  # noqa: E731
+                                "std": {"mean": float(np.mean(values)), "std": float(np.std(values, ddof=1))},
+                                "ci": {"mean": float(np.mean(values)), "low": min(values), "high": max(values)}}
+    strong_row = {**row("MAML, standard 1 step", [1.0, 3.0]), "adapted": True, "env_steps": 2000}
+    return {"command": "python -m ssm_metarl benchmark --protocol card --out x",
+            "card": {"what": "tiny", "rows": [row("random policy", [20.0, 22.0])]},
+            "strong": {"what": "tiny", "rows": [strong_row],
+                       "runs": [{"algorithm": "ppo_from_scratch", "curve_steps": [10, 20], "curve_returns": [1, 2]}]}}
+
+
+def test_the_card_protocol_uses_the_cards_adaptation_configs_and_model():
+    assert bench_agents.CARD_CONFIGS == ((5, 0.01), (10, 0.01), (10, 0.001))
+    assert bench_agents.CARD_MODEL == "cartpole_goal_maml"  # the alias target of cartpole_hybrid_real_model
+    assert bench_agents.CARD_REPORTED["hybrid"] == "37.8 ± 17.1" and bench_agents.CARD_REPORTED["rsi_3"] == "74.3"
+
+
+def test_write_outputs_writes_the_json_the_plots_and_the_table(tmp_path):
+    results = _tiny_results()
+    paths = bench_report.write_outputs(results, tmp_path)
+    assert json.loads(paths["json"].read_text()) == results
+    for key in ("adaptation", "curves"):
+        assert paths[key].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    table = paths["table"].read_text()
+    assert "| random policy | 9.4 ± 0.7 | 21.0 ± 1.4 | 21.0 [20.0, 22.0] |" in table
+    assert "| MAML, standard 1 step | 2.0 [1.0, 3.0] | 2000 |" in table
+
+
+def test_update_readme_rewrites_only_the_marked_section(tmp_path):
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# T\n\nbefore\n{bench_report.README_START}\nold typed numbers\n{bench_report.README_END}\nafter\n")
+    assert bench_report.update_readme(readme, _tiny_results()) is True
+    text = readme.read_text()
+    assert "old typed numbers" not in text and text.startswith("# T\n\nbefore\n") and text.endswith("after\n")
+    assert "`python -m ssm_metarl benchmark --protocol card --out x`" in text and "| random policy |" in text
+    assert bench_report.update_readme(readme, _tiny_results()) is False  # idempotent
+    readme.write_text("no markers")
+    with pytest.raises(ValueError, match="no benchmark section"):
+        bench_report.update_readme(readme, _tiny_results())
+
+
+def test_iqm_drops_the_outer_quartiles_and_the_probability_of_improvement_counts_ties_half():
+    assert bench_agents.iqm([0, 1, 2, 3, 4, 5, 6, 100]) == pytest.approx(3.5)
+    x, y = np.array([[2.0, 1.0], [2.0, 1.0]]), np.array([[1.0, 1.0], [1.0, 1.0]])
+    p = bench_agents.probability_of_improvement(x, y, n_resamples=50)
+    assert p["mean"] == pytest.approx(0.75) and p["low"] <= 0.75 <= p["high"]
+    ci = bench_agents.iqm_ci(np.arange(16.0).reshape(4, 4), n_resamples=50)
+    assert ci["low"] <= ci["mean"] <= ci["high"] and ci["n"] == 16
+
+
+def test_the_benchmark_command_is_in_the_cli():
+    from ssm_metarl.cli import build_parser
+
+    args = build_parser().parse_args(["benchmark", "--protocol", "card", "strong", "--out", "x"])
+    assert args.protocol == ["card", "strong"] and args.threads == 1
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["benchmark", "--protocol", "best", "--out", "x"])
+
+
+@pytest.mark.skipif(not SHIPPED.exists(), reason="models/benchmark_results.json not shipped")
+def test_the_shipped_json_has_every_section_and_the_readme_shows_it():
+    results = json.loads(SHIPPED.read_text())
+    assert results["command"].startswith("python -m ssm_metarl benchmark")
+    for section in ("card", "strong"):
+        for row in results[section]["rows"]:
+            assert {"name", "reported", "ci", "returns"} <= set(row) and row["ci"]["low"] <= row["ci"]["high"]
+    assert {r["name"] for r in results["card"]["rows"]} >= {"random policy", "this model, no adaptation"}
+    readme = (ROOT / "README.md").read_text()
+    start, end = readme.index(bench_report.README_START), readme.index(bench_report.README_END)
+    assert bench_report.results_markdown(results) in readme[start:end], "README section out of sync: rerun with --readme"

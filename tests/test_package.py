@@ -63,7 +63,8 @@ def test_package_reexports_every_public_name_it_lists():
 # The floors of the package, bottom first: a module imports (at its top level) only modules listed before it.
 ORDER = ["validation", "torchfile", "checkpoint", "artifacts", "stats", "timing", "progress", "tasks", "envs", "ssm", "s4d", "policy",
          "rollout", "rl", "pg", "maml", "meta_rl", "meta_run", "sine", "plotting", "display", "adaptation",
-         "rsi_search", "rsi", "benchmark", "rsi_cli", "cli"]
+         "rsi_search", "rsi", "benchmark", "bench_peers", "bench_plots", "bench_agents", "bench_report",
+         "rsi_cli", "cli"]
 
 
 def test_imports_point_down_the_floors():

@@ -1,0 +1,192 @@
+"""Chapter 6's benchmark command and its outputs: ``python -m ssm_metarl benchmark --protocol ... --out DIR``.
+
+Writes ``DIR/benchmark_results.json``, ``DIR/plots/adaptation_comparison.png``,
+``DIR/plots/learning_curves.png`` and ``DIR/tables/benchmark_results.md``, all from the
+run it just made, and (``--readme``) rewrites the README's marked results section from
+that JSON. Taught in chapter 6 (``06_benchmarks``).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import re
+import sys
+import time
+from pathlib import Path
+
+__all__ = ["add_parsers", "cmd_benchmark", "write_outputs", "results_markdown", "update_readme", "PROTOCOLS",
+           "README_START", "README_END"]
+
+#: What ``--protocol`` runs: ``card`` (the seed card's protocol on CartPole-v1), ``strong`` (card + held-out
+#: tasks, several seeds, PPO from scratch) and ``peers`` (Stable-Baselines3 PPO and DQN; the ``bench`` extra).
+PROTOCOLS = ("card", "strong", "peers")
+README_START = "<!-- benchmark:start (rewritten by python -m ssm_metarl benchmark --readme; do not edit) -->"
+README_END = "<!-- benchmark:end -->"
+
+
+def _fmt(e) -> str:
+    if e is None:
+        return "–"
+    if isinstance(e, dict) and "mean" in e:
+        if "low" in e:
+            return f"{e['mean']:.1f} [{e['low']:.1f}, {e['high']:.1f}]"
+        return f"{e['mean']:.1f} ± {e['std']:.1f}"
+    return str(e)
+
+
+def results_markdown(results: dict) -> str:
+    """The results as one markdown table per section (chapter 6): card rows, strong rows, peers."""
+    lines = []
+    card = results.get("card")
+    if card:
+        lines += [f"**Card protocol** ({card['what']})", "",
+                  "| row | card reported | measured (mean ± std) | 95% CI |", "|---|---|---|---|"]
+        for row in card["rows"]:
+            lines.append(f"| {row['name']} | {row['reported']} | {_fmt(row['std'])} | {_fmt(row['ci'])} |")
+        lines.append("")
+    strong = results.get("strong")
+    if strong:
+        lines += [f"**Strong protocol** ({strong['what']})", "", "| agent | return [95% CI] | env steps used |",
+                  "|---|---|---|"]
+        for row in strong["rows"]:
+            lines.append(f"| {row['name']} | {_fmt(row['ci'])} | {row.get('env_steps', '–')} |")
+        lines.append("")
+    peers = results.get("peers")
+    if peers:
+        lines += [f"**CartPole-v1 to a greedy mean ≥ 475 over 100 episodes** ({peers['library']}, "
+                  f"{peers['hyperparameters']})", "",
+                  "| agent | solved | median env steps | median seconds | final return [95% CI] |",
+                  "|---|---|---|---|---|"]
+        for name, s in peers["summary"].items():
+            lines.append(f"| {name} | {s['solved']}/{s['seeds']} | {s['median_solve_steps']} | "
+                         f"{s['median_solve_seconds']} | {_fmt(s.get('final_return'))} |")
+        lines.append("")
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def update_readme(readme: str | Path, results: dict) -> bool:
+    """Rewrite the text between `README_START` and `README_END` with `results_markdown` (chapter 6).
+
+    Returns True when the file changed. Raises ValueError when the markers are missing.
+    """
+    path = Path(readme)
+    text = path.read_text()
+    if README_START not in text or README_END not in text:
+        raise ValueError(f"{path} has no benchmark section (the lines {README_START!r} and {README_END!r})")
+    body = results_markdown(results)
+    if results.get("command"):
+        body = f"Measured by `{results['command']}`.\n\n" + body
+    new = re.sub(re.escape(README_START) + r".*?" + re.escape(README_END),
+                 lambda _: README_START + "\n" + body + README_END, text, flags=re.S)
+    if new != text:
+        path.write_text(new)
+    return new != text
+
+
+def write_outputs(results: dict, out: str | Path) -> dict[str, Path]:
+    """Write the JSON, the two plots and the markdown table under `out`; return their paths (chapter 6)."""
+    from .bench_plots import plot_adaptation, plot_learning_curves
+    from .checkpoint import save_json
+
+    out = Path(out)
+    (out / "plots").mkdir(parents=True, exist_ok=True)
+    (out / "tables").mkdir(parents=True, exist_ok=True)
+    paths = {"json": out / "benchmark_results.json", "adaptation": out / "plots" / "adaptation_comparison.png",
+             "curves": out / "plots" / "learning_curves.png", "table": out / "tables" / "benchmark_results.md"}
+    save_json(paths["json"], results)
+    paths["table"].write_text(results_markdown(results))
+    fig = plot_adaptation(results)
+    fig.savefig(paths["adaptation"], dpi=120, bbox_inches="tight")
+    fig = plot_learning_curves(results)
+    fig.savefig(paths["curves"], dpi=120, bbox_inches="tight")
+    return paths
+
+
+def cmd_benchmark(args: argparse.Namespace) -> int:
+    """Run the chosen protocols and write their outputs (chapter 6)."""
+    import torch
+
+    torch.set_num_threads(args.threads)
+    start = time.perf_counter()
+    results = {"command": "python -m ssm_metarl " + " ".join(args.argv), "created_by": "ssm_metarl.cli benchmark",
+               "torch": torch.__version__, "threads": args.threads, "python": platform.python_version(),
+               "protocols": args.protocol, "seconds": {}}
+    say = (lambda *a: None) if args.quiet else (lambda msg: print(msg, file=sys.stderr, flush=True))
+    if "card" in args.protocol or "strong" in args.protocol:
+        from .bench_agents import card_protocol
+
+        t = time.perf_counter()
+        results["card"] = card_protocol(seed=args.seed, progress=not args.quiet)
+        results["seconds"]["card"] = round(time.perf_counter() - t, 1)
+        say(f"card protocol: {results['seconds']['card']} s")
+    if "strong" in args.protocol:
+        from .bench_agents import strong_protocol
+
+        t = time.perf_counter()
+        results["strong"] = strong_protocol(seeds=args.seeds, seed=args.seed, progress=not args.quiet)
+        results["seconds"]["strong"] = round(time.perf_counter() - t, 1)
+        say(f"strong protocol: {results['seconds']['strong']} s")
+    if "peers" in args.protocol:
+        from .bench_peers import run_peers
+
+        t = time.perf_counter()
+        results["peers"] = run_peers(seeds=range(args.seed, args.seed + args.peer_seeds),
+                                     timesteps={"ppo": args.ppo_timesteps},
+                                     progress=lambda r: say(f"{r['algorithm']} seed {r['seed']}: "
+                                                            f"solved at {r['solved_at_steps']} steps, "
+                                                            f"final {r['final_mean']:.1f}"))
+        results["seconds"]["peers"] = round(time.perf_counter() - t, 1)
+    results["seconds"]["total"] = round(time.perf_counter() - start, 1)
+    for path in args.merge or ():  # sections measured by an earlier run, kept with that run's command
+        earlier = load_results(path)
+        for section in PROTOCOLS:
+            if section in earlier and section not in results:
+                results[section] = earlier[section]
+                results.setdefault("merged", {})[section] = {"command": earlier.get("command"),
+                                                             "seconds": earlier.get("seconds", {}).get(section)}
+    paths = write_outputs(results, args.out)
+    if args.ship:
+        from .checkpoint import save_json
+
+        paths["shipped"] = save_json(args.ship, results)
+    if args.readme:
+        update_readme(args.readme, results)
+    for path in paths.values():
+        print(path)
+    return 0
+
+
+def check_benchmark(args: argparse.Namespace) -> None:
+    from .validation import check_int
+
+    check_int("threads", args.threads)
+    check_int("seeds", args.seeds)
+    check_int("peer_seeds", args.peer_seeds)
+
+
+def add_parsers(sub) -> None:
+    """``benchmark``: chapter 6's agent benchmark (``bench`` stays the speed benchmarks)."""
+    bench = sub.add_parser("benchmark", help="chapter 6: the model card's numbers re-measured, with peers",
+                           description=__doc__.splitlines()[0])
+    bench.add_argument("--protocol", nargs="+", choices=PROTOCOLS, default=["card"],
+                       help="card: the seed card's protocol; strong: card + held-out tasks, seeds and CIs; "
+                            "peers: Stable-Baselines3 PPO/DQN (needs the bench extra)")
+    bench.add_argument("--out", required=True, help="output directory")
+    bench.add_argument("--seeds", type=int, default=3, help="evaluation seeds of the strong protocol (default: 3)")
+    bench.add_argument("--peer_seeds", type=int, default=5, help="training seeds of each SB3 peer (default: 5)")
+    bench.add_argument("--ppo_timesteps", type=int, default=50_000,
+                       help="SB3 PPO's budget (RL Zoo's is 100000; default: 50000)")
+    bench.add_argument("--seed", type=int, default=0)
+    bench.add_argument("--threads", type=int, default=1, help="torch threads (default: 1)")
+    bench.add_argument("--merge", nargs="+", default=None,
+                       help="benchmark JSONs of earlier runs whose sections this run did not measure")
+    bench.add_argument("--ship", default=None, help="also write the JSON here (e.g. models/benchmark_results.json)")
+    bench.add_argument("--readme", default=None, help="rewrite this README's marked results section")
+    bench.add_argument("--quiet", action="store_true", help="no progress bar")
+    bench.set_defaults(func=cmd_benchmark, check=check_benchmark)
+
+
+def load_results(path: str | Path) -> dict:
+    """A benchmark JSON (chapter 6)."""
+    return json.loads(Path(path).read_text())

@@ -45,29 +45,41 @@ def curve_band(curves: list[tuple[list, list]], grid=None):
     return grid, np.nanmean(values, 0), np.nanmin(values, 0), np.nanmax(values, 0)
 
 
-def plot_learning_curves(results: dict):
-    """Return against env steps, mean line and min-max band over seeds: ours and SB3's (chapter 6)."""
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(8, 4.2))
+def _curves(ax, runs):
     groups = {}
-    for section in ("strong", "peers"):
-        for run in (results.get(section) or {}).get("runs", []):
-            if run.get("curve_steps"):
-                groups.setdefault(run["label"] if "label" in run else run["algorithm"], []).append(
-                    (run["curve_steps"], run["curve_returns"]))
+    for run in runs:
+        if run.get("curve_steps"):
+            groups.setdefault(run.get("label", run["algorithm"]), []).append((run["curve_steps"], run["curve_returns"]))
     for name, curves in groups.items():
         grid, mean, low, high = curve_band(curves)
-        line, = ax.plot(grid, mean, label=f"{name} ({len(curves)} seeds)")
+        line, = ax.plot(grid, mean, label=f"{name} ({len(curves)} runs)")
         ax.fill_between(grid, low, high, color=line.get_color(), alpha=0.2)
-    for row in (results.get("strong") or {}).get("rows", []):
-        if row.get("env_steps") and row.get("adapted"):
-            ax.errorbar([row["env_steps"]], [row["ci"]["mean"]],
-                        yerr=[[row["ci"]["mean"] - row["ci"]["low"]], [row["ci"]["high"] - row["ci"]["mean"]]],
-                        fmt="o", capsize=3, label=row["name"])
-    ax.set_xscale("symlog", linthresh=1000)
-    ax.set_xlabel("environment steps of the task (training or support)")
-    ax.set_ylabel("return")
-    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.18), ncol=2)
+
+
+def plot_learning_curves(results: dict):
+    """Return against env steps, mean line and min-max band over runs (chapter 6).
+
+    Left: the held-out goal tasks, PPO from scratch against the adapted agents (points at
+    the env steps of their support episodes). Right: CartPole-v1, our PPO against SB3's.
+    """
+    import matplotlib.pyplot as plt
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
+    strong = results.get("strong") or {}
+    _curves(left, strong.get("runs", []))
+    for row in strong.get("rows", []):
+        if row.get("adapted") and row.get("env_steps"):
+            ci = row["ci"]
+            left.errorbar([row["env_steps"]], [ci["mean"]], yerr=[[ci["mean"] - ci["low"]], [ci["high"] - ci["mean"]]],
+                          fmt="o", capsize=3, label=row["name"])
+    left.set_title("held-out goal tasks", fontsize=10)
+    _curves(right, (results.get("our_ppo") or {}).get("runs", []) + (results.get("peers") or {}).get("runs", []))
+    right.axhline(475, color="grey", lw=0.8, ls="--")
+    right.set_title("CartPole-v1", fontsize=10)
+    for ax in (left, right):
+        ax.set_xlabel("environment steps (training or support)")
+        ax.set_ylabel("return")
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.18), ncol=2)
     fig.tight_layout()
     return fig

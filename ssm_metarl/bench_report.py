@@ -58,7 +58,10 @@ def results_markdown(results: dict) -> str:
                   f"{peers['hyperparameters']})", "",
                   "| agent | solved | median env steps | median seconds | final return [95% CI] |",
                   "|---|---|---|---|---|"]
-        for name, s in peers["summary"].items():
+        summaries = dict(peers["summary"])
+        if results.get("our_ppo"):
+            summaries = {"our_ppo": results["our_ppo"]["summary"], **summaries}
+        for name, s in summaries.items():
             lines.append(f"| {name} | {s['solved']}/{s['seeds']} | {s['median_solve_steps']} | "
                          f"{s['median_solve_seconds']} | {_fmt(s.get('final_return'))} |")
         lines.append("")
@@ -127,6 +130,11 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
         results["strong"] = strong_protocol(seeds=args.seeds, seed=args.seed, progress=not args.quiet)
         results["seconds"]["strong"] = round(time.perf_counter() - t, 1)
         say(f"strong protocol: {results['seconds']['strong']} s")
+        from .bench_agents import our_ppo_cartpole
+
+        t = time.perf_counter()
+        results["our_ppo"] = our_ppo_cartpole(range(args.seed, args.seed + args.peer_seeds))
+        results["seconds"]["our_ppo"] = round(time.perf_counter() - t, 1)
     if "peers" in args.protocol:
         from .bench_peers import run_peers
 

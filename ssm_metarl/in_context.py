@@ -27,7 +27,7 @@ from .rl import UpdateGuard, gae, masked_mean, normalize_advantages, ppo_clip_lo
 from .rollout import Trajectories, collect
 from .stats import Estimate, bootstrap_ci
 from .tasks import CartPoleTask, get_family
-from .validation import check_int, check_positive
+from .validation import check_choice, check_int, check_positive
 
 __all__ = ["InContextConfig", "train_in_context", "stratified_tasks", "validation_worlds", "InContextResult",
            "evaluate_in_context", "hidden_states", "VALIDATION_SEED"]
@@ -56,6 +56,7 @@ class InContextConfig:
     max_env_steps: int = 3_000_000  # environment-step budget
     eval_every: int = 20  # iterations between greedy validations (the best-scoring weights are kept)
     target_return: float = 499.5  # stop once the worse world's validation return reaches this
+    keep: str = "best"  # "best": the weights whose worse world validated best; "last": the final weights
     seed: int = 0
 
     def __post_init__(self):
@@ -66,6 +67,7 @@ class InContextConfig:
         for name in ("lr", "critic_lr", "clip", "max_grad_norm"):
             check_positive(name, getattr(self, name))
         check_positive("max_seconds", self.max_seconds, finite=False)
+        check_choice("keep", self.keep, ("best", "last"))
         get_family(self.family)
 
     def to_dict(self) -> dict:
@@ -145,7 +147,7 @@ def train_in_context(model, config: InContextConfig | None = None, progress: boo
                 break
         if seconds >= cfg.max_seconds or env_steps >= cfg.max_env_steps:
             break
-    if best is not None:
+    if best is not None and cfg.keep == "best":
         policy.model.load_state_dict(best)
     result.skipped_updates, result.applied_updates = guard.skipped + critic_guard.skipped, guard.applied
     return result

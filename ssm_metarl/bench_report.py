@@ -62,8 +62,9 @@ def results_markdown(results: dict) -> str:
         if results.get("our_ppo"):
             summaries = {"our_ppo": results["our_ppo"]["summary"], **summaries}
         for name, s in summaries.items():
-            lines.append(f"| {name} | {s['solved']}/{s['seeds']} | {s['median_solve_steps']} | "
-                         f"{s['median_solve_seconds']} | {_fmt(s.get('final_return'))} |")
+            steps, seconds = s["median_solve_steps"], s["median_solve_seconds"]
+            lines.append(f"| {name} | {s['solved']}/{s['seeds']} | {'–' if steps is None else f'{steps:,.0f}'} | "
+                         f"{'–' if seconds is None else f'{seconds:.1f}'} | {_fmt(s.get('final_return'))} |")
         lines.append("")
     return "\n".join(lines).rstrip() + "\n"
 

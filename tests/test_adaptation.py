@@ -189,3 +189,21 @@ def test_in_context_artifact_matches_its_card():
     result = evaluate_in_context(model, tasks, 5, seed=TEST_SEED + 1, greedy=True)
     np.testing.assert_allclose(result.returns, card["evaluation"]["default"]["greedy"]["returns"])
     assert result.world(False).mean >= 490 and result.world(True).mean >= 490
+
+
+def test_goal_sharp_family_rewards_a_narrow_bump_the_same_in_both_simulators():
+    from ssm_metarl import compare_with_gymnasium
+    from ssm_metarl.tasks import GOAL_SHARP_RANGE, GOAL_SHARP_WIDTH
+
+    family = get_family("goal_sharp")
+    goals = [t.goal for t in family.test]
+    assert family.max_steps == 200 and all(GOAL_SHARP_RANGE[0] < g < GOAL_SHARP_RANGE[1] for g in goals)
+    assert all(t.goal_width == GOAL_SHARP_WIDTH for t in family.train)
+    task = CartPoleTask(goal=0.5, goal_width=0.4)
+    np.testing.assert_allclose(task.reward([0.5, 0.9]), [1.0, np.exp(-0.5)])
+    result = compare_with_gymnasium(family.test[0], n=4, seed=0)
+    assert result.same_end and result.max_diff < 1e-6
+    with pytest.raises(ValueError, match="goal_width needs a goal"):
+        CartPoleTask(goal_width=0.4)
+    with pytest.raises(ValueError, match="unknown task family"):
+        get_family("goal+goal_sharp")

@@ -24,6 +24,9 @@ from .meta_rl import (TEST_SEED, AdaptationResult, MetaRLConfig, TaskPolicy, car
                       held_out_tasks, policy_gradient_loss, task_batch, tune_inner_lr)
 from .meta_run import MetaRunState, MetaTrainResult, meta_epoch, meta_train
 from .sine import SINE_TEST_SEED, SineConfig, SineTasks, sine_errors, train_sine
+from .adaptation import (ExperienceBuffer, HybridAdaptationConfig, HybridAdapter, StandardAdaptationConfig,
+                         StandardAdapter, replay_kl)
+from .in_context import InContextConfig, InContextResult, evaluate_in_context, hidden_states, train_in_context
 from .rsi import CycleReport, RecursiveSelfImprovementAgent, RSIConfig, RSIHalted
 
 __version__ = "0.1.0"
@@ -48,5 +51,7 @@ __all__ = [
     "held_out_tasks", "policy_gradient_loss", "task_batch", "tune_inner_lr",
     "MetaRunState", "MetaTrainResult", "meta_epoch", "meta_train",
     "SINE_TEST_SEED", "SineConfig", "SineTasks", "sine_errors", "train_sine",
+    "ExperienceBuffer", "HybridAdaptationConfig", "HybridAdapter", "StandardAdaptationConfig", "StandardAdapter",
+    "replay_kl", "InContextConfig", "InContextResult", "evaluate_in_context", "hidden_states", "train_in_context",
     "CycleReport", "RecursiveSelfImprovementAgent", "RSIConfig", "RSIHalted",
 ]

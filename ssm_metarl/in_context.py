@@ -68,7 +68,8 @@ class InContextConfig:
             check_positive(name, getattr(self, name))
         check_positive("max_seconds", self.max_seconds, finite=False)
         check_choice("keep", self.keep, ("best", "last"))
-        get_family(self.family)
+        if "flip" not in get_family(self.family).components:
+            raise ValueError(f"family must include flip (the recipe balances the two flip worlds), got {self.family!r}")
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -159,6 +159,18 @@ def test_in_context_batches_hold_both_worlds_and_the_loss_is_balanced_unless_ask
     with pytest.raises(ValueError, match="tasks_per_iter must be even"):
         InContextConfig(tasks_per_iter=3)
     assert InContextConfig().unbalanced is False
+    with pytest.raises(ValueError, match="family must include flip"):
+        InContextConfig(family="goal_sharp")
+
+
+def test_incontext_command_checks_its_arguments_before_any_work(capsys):
+    from ssm_metarl.cli import main
+
+    for argv, message in ((["--tasks_per_iter", "3"], "must be even"), (["--keep", "worst"], "unknown keep"),
+                          (["--family", "physics"], "must include flip")):
+        with pytest.raises(SystemExit) as exit_info:
+            main(["incontext", *argv, "--out", "unused.pth"])
+        assert exit_info.value.code == 2 and message in capsys.readouterr().err
 
 
 def test_train_in_context_runs_keeps_its_best_and_leaves_a_log():

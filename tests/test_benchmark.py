@@ -147,3 +147,13 @@ def test_the_shipped_json_has_every_section_and_the_readme_shows_it():
     readme = (ROOT / "README.md").read_text()
     start, end = readme.index(bench_report.README_START), readme.index(bench_report.README_END)
     assert bench_report.results_markdown(results) in readme[start:end], "README section out of sync: rerun with --readme"
+
+
+@pytest.mark.skipif(not SHIPPED.exists(), reason="models/benchmark_results.json not shipped")
+def test_the_card_protocol_reproduces_the_shipped_rows_within_their_ci():
+    shipped = json.loads(SHIPPED.read_text())["card"]["rows"]
+    with timing.torch_threads(1):
+        live = bench_agents.card_protocol()["rows"]  # ~15 s: the "done when" check
+    assert [r["name"] for r in live] == [r["name"] for r in shipped]
+    for new, old in zip(live, shipped):
+        assert old["ci"]["low"] - 1e-9 <= new["ci"]["mean"] <= old["ci"]["high"] + 1e-9, new["name"]

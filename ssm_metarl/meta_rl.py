@@ -24,7 +24,7 @@ from .stats import Estimate, bootstrap_ci
 from .tasks import get_family
 from .validation import check_choice, check_int, check_positive, check_unit_interval
 
-__all__ = ["MetaRLConfig", "task_batch", "policy_gradient_loss", "held_out_tasks", "tune_inner_lr",
+__all__ = ["MetaRLConfig", "task_batch", "policy_gradient_loss", "held_out_tasks", "evaluation_split", "tune_inner_lr",
            "AdaptationResult", "evaluate_adaptation", "card_evaluation", "TEST_SEED", "INNER_LRS", "METHODS",
            "TaskPolicy"]  # the training run itself is in ssm_metarl.meta_run
 
@@ -240,10 +240,20 @@ def card_evaluation(policy, config: MetaRLConfig, test_tasks: int = 48) -> dict:
                                      inner_lr=adaptation_lr, seed=TEST_SEED, greedy=config.greedy_eval)
     return {"adaptation_lr": adaptation_lr,
             "adaptation_lr_validation": None if lr_scores is None else {str(k): v for k, v in lr_scores.items()},
-            "evaluation": {"split": f"test: {len(tasks)} held-out tasks of family {family.name!r}",
+            "evaluation": {"split": evaluation_split(family, len(tasks)),
                            "protocol": f"adapt with k policy-gradient steps (inner lr {adaptation_lr}) on "
                                        f"{config.episodes} episodes per task, score {config.episodes} fresh episodes",
                            **evaluation.to_dict()}}
+
+
+def evaluation_split(family, n: int) -> str:
+    """What a card's "held-out" evaluation really was. A finite family ("flip": two tasks) has no
+    unseen tasks: its n evaluations repeat the tasks it trained and was selected on. Defined in chapter 3."""
+    if family.finite:
+        tasks = len(family.test)
+        return (f"not held out: the {tasks} tasks of the finite family {family.name!r}, each repeated "
+                f"{n // tasks} times; the same tasks were used for training and checkpoint selection")
+    return f"test: {n} held-out tasks of family {family.name!r}"
 
 
 def __getattr__(name: str):

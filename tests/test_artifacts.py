@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from ssm_metarl import artifact_path, models_dir
+from ssm_metarl import artifact_path, load_card, models_dir
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -76,3 +76,12 @@ def test_load_or_train_loads_when_present_and_trains_and_says_so_when_absent(tmp
         fallback = load_or_train("absent.pth", train=lambda: "fresh", load=lambda p: 1 / 0)
     assert (fallback.value, fallback.trained, fallback.source) == ("fresh", True, "trained now")
     assert "absent.pth" in caplog.text and "training a small one" in caplog.text
+
+
+def test_flip_cards_do_not_call_their_two_tasks_held_out():
+    from ssm_metarl.meta_rl import evaluation_split
+    from ssm_metarl.tasks import get_family
+
+    for name in ("cartpole_flip_maml", "cartpole_flip_multitask"):
+        assert load_card(name)["evaluation"]["split"].startswith("not held out: the 2 tasks")
+    assert evaluation_split(get_family("goal"), 48) == "test: 48 held-out tasks of family 'goal'"

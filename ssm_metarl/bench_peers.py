@@ -57,11 +57,11 @@ def _lin(value):
     return value
 
 
-def _make(algo: str, seed: int, zoo: dict):
+def _make(algo: str, seed: int, zoo: dict, env=None):
     from stable_baselines3 import DQN, PPO
     from stable_baselines3.common.env_util import make_vec_env
 
-    env = make_vec_env("CartPole-v1", n_envs=zoo["n_envs"], seed=seed)
+    env = env if env is not None else make_vec_env("CartPole-v1", n_envs=zoo["n_envs"], seed=seed)
     if algo == "ppo":
         keys = ("n_steps", "batch_size", "gae_lambda", "gamma", "n_epochs", "ent_coef")
         return PPO("MlpPolicy", env, seed=seed, device="cpu", learning_rate=_lin(zoo["learning_rate"]),

@@ -16,11 +16,15 @@ import time
 from pathlib import Path
 
 __all__ = ["add_parsers", "cmd_benchmark", "write_outputs", "results_markdown", "update_readme", "PROTOCOLS",
-           "README_START", "README_END"]
+           "SECTIONS", "README_START", "README_END"]
 
 #: What ``--protocol`` runs: ``card`` (the seed card's protocol on CartPole-v1), ``strong`` (card + held-out
-#: tasks, several seeds, PPO from scratch) and ``peers`` (Stable-Baselines3 PPO and DQN; the ``bench`` extra).
-PROTOCOLS = ("card", "strong", "peers")
+#: tasks, several seeds, PPO from scratch), ``peers`` (Stable-Baselines3 PPO and DQN; the ``bench`` extra),
+#: ``speed`` (the ``bench`` speed ratios, small sizes) and ``family`` (SB3 on held-out goal tasks; ``bench`` extra).
+PROTOCOLS = ("card", "strong", "peers", "speed", "family")
+#: JSON sections each protocol writes (``--merge`` keeps an earlier run's sections this run did not measure).
+SECTIONS = {"card": ("card",), "strong": ("strong", "our_ppo"), "peers": ("peers",), "speed": ("speed",),
+            "family": ("family",)}
 README_START = "<!-- benchmark:start (rewritten by python -m ssm_metarl benchmark --readme; do not edit) -->"
 README_END = "<!-- benchmark:end -->"
 
@@ -66,7 +70,31 @@ def results_markdown(results: dict) -> str:
             lines.append(f"| {name} | {s['solved']}/{s['seeds']} | {'–' if steps is None else f'{steps:,.0f}'} | "
                          f"{'–' if seconds is None else f'{seconds:.1f}'} | {_fmt(s.get('final_return'))} |")
         lines.append("")
+    family = results.get("family")
+    if family:
+        lines += [f"**SB3 on held-out tasks** ({family['what']})", "", "| agent | return [95% CI] |", "|---|---|"]
+        lines += [f"| {row['name']} | {_fmt(row['ci'])} |" for row in family["rows"]] + [""]
+    speed = _speed_rows(results)
+    if speed:
+        lines += ["**Speed** (how many times faster, measured side by side in one run; 95% CI)", "",
+                  "| figure | ratio [95% CI] |", "|---|---|"]
+        lines += [f"| {row['name']} | {_ratio(row['ratio'])} |" for row in speed] + [""]
     return "\n".join(lines).rstrip() + "\n"
+
+
+def _ratio(r: dict) -> str:
+    if "low" in r:
+        return f"{r['mean']:.1f}× [{r['low']:.1f}, {r['high']:.1f}]"
+    return f"{r['mean']:.1f}× (no CI)"
+
+
+def _speed_rows(results: dict) -> list[dict]:
+    """The speed section's rows, then our PPO vs SB3's in time to solve (from the peers sections)."""
+    from .bench_speed import ppo_time_to_solve
+
+    rows = list((results.get("speed") or {}).get("rows", []))
+    ppo = ppo_time_to_solve(results)
+    return rows + [ppo] if ppo and rows else rows
 
 
 def update_readme(readme: str | Path, results: dict) -> bool:
@@ -146,14 +174,34 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
                                                             f"solved at {r['solved_at_steps']} steps, "
                                                             f"final {r['final_mean']:.1f}"))
         results["seconds"]["peers"] = round(time.perf_counter() - t, 1)
+    if "speed" in args.protocol:
+        from .bench_speed import speed_section
+
+        t = time.perf_counter()
+        results["speed"] = speed_section(seed=args.seed, progress=say)
+        results["seconds"]["speed"] = round(time.perf_counter() - t, 1)
+    if "family" in args.protocol:
+        from .bench_speed import family_section
+
+        t = time.perf_counter()
+        results["family"] = family_section(n_tasks=args.family_tasks, budget=args.family_budget, seed=args.seed,
+                                           algos=tuple(args.family_algos), progress=say)
+        results["seconds"]["family"] = round(time.perf_counter() - t, 1)
     results["seconds"]["total"] = round(time.perf_counter() - start, 1)
     for path in args.merge or ():  # sections measured by an earlier run, kept with that run's command
         earlier = load_results(path)
-        for section in PROTOCOLS:
-            if section in earlier and section not in results:
-                results[section] = earlier[section]
-                results.setdefault("merged", {})[section] = {"command": earlier.get("command"),
-                                                             "seconds": earlier.get("seconds", {}).get(section)}
+        merged = results.setdefault("merged", {})
+        for protocol in PROTOCOLS:
+            for section in SECTIONS[protocol]:
+                if section in earlier and section not in results:
+                    results[section] = earlier[section]
+                    before = earlier.get("merged", {}).get(section)  # merged into the earlier run: keep its origin
+                    if before:
+                        merged[section] = before
+                    elif all(m.get("command") != earlier.get("command") for m in merged.values()):
+                        key = "+".join(earlier.get("protocols") or [protocol])
+                        merged[key] = {"command": earlier.get("command"),  # one entry per earlier run
+                                           "seconds": earlier.get("seconds", {}).get("total")}
     paths = write_outputs(results, args.out)
     if args.ship:
         from .checkpoint import save_json
@@ -172,6 +220,8 @@ def check_benchmark(args: argparse.Namespace) -> None:
     check_int("threads", args.threads)
     check_int("seeds", args.seeds)
     check_int("peer_seeds", args.peer_seeds)
+    check_int("family_tasks", args.family_tasks)
+    check_int("family_budget", args.family_budget)
 
 
 def add_parsers(sub) -> None:
@@ -180,12 +230,18 @@ def add_parsers(sub) -> None:
                            description=__doc__.splitlines()[0])
     bench.add_argument("--protocol", nargs="+", choices=PROTOCOLS, default=["card"],
                        help="card: the seed card's protocol; strong: card + held-out tasks, seeds and CIs; "
-                            "peers: Stable-Baselines3 PPO/DQN (needs the bench extra)")
+                            "peers: Stable-Baselines3 PPO/DQN (needs the bench extra); speed: the bench "
+                            "speed ratios; family: SB3 on held-out goal tasks (bench extra)")
     bench.add_argument("--out", required=True, help="output directory")
     bench.add_argument("--seeds", type=int, default=3, help="evaluation seeds of the strong protocol (default: 3)")
     bench.add_argument("--peer_seeds", type=int, default=5, help="training seeds of each SB3 peer (default: 5)")
     bench.add_argument("--ppo_timesteps", type=int, default=50_000,
                        help="SB3 PPO's budget (RL Zoo's is 100000; default: 50000)")
+    bench.add_argument("--family_tasks", type=int, default=8, help="family: held-out goal tasks (default: 8)")
+    bench.add_argument("--family_budget", type=int, default=10_000,
+                       help="family: env steps per task and learner (default: 10000, the strong PPO row's)")
+    bench.add_argument("--family_algos", nargs="+", choices=("ppo", "dqn"), default=["ppo", "dqn"],
+                       help="family: which SB3 learners (default: ppo dqn)")
     bench.add_argument("--seed", type=int, default=0)
     bench.add_argument("--threads", type=int, default=1, help="torch threads (default: 1)")
     bench.add_argument("--merge", nargs="+", default=None,

@@ -48,13 +48,13 @@ def bench_ssm(args) -> dict:
     """
     from .s4d import SCAN_CHUNK, forward_backward_variants
 
-    batch, channels, rounds = 16, 32, 5
+    batch, channels, rounds = 16, 32, getattr(args, "rounds", 5)  # sizes: chapter 6's speed section shrinks them
     modes = ("loop", "plain scan", "scan", "fft")
     rows = []
-    for threads in sorted({1, torch.get_num_threads()}):
+    for threads in getattr(args, "threads", None) or sorted({1, torch.get_num_threads()}):
         with torch_threads(threads):
-            for state_dim in (16, 1):
-                for length in (512, 2048):
+            for state_dim in getattr(args, "state_dims", (16, 1)):
+                for length in getattr(args, "lengths", (512, 2048)):
                     variants = forward_backward_variants(batch, channels, state_dim, length, seed=args.seed)
                     outputs = {name: variants[name]() for name in modes}
                     times = time_rounds(variants, rounds=rounds)
@@ -64,6 +64,8 @@ def bench_ssm(args) -> dict:
                         "best_seconds": {name: round(min(t), 5) for name, t in times.items()},
                         "speedup_over_loop": {name: str(speedup(times, "loop", name))
                                               for name in ("scan", "plain scan", "fft", "fft floor")},
+                        "ratios": {name: speedup(times, "loop", name).to_dict() for name in ("scan", "fft", "fft floor")}
+                        | {"fft_floor_over_fft": speedup(times, "fft", "fft floor").to_dict()},
                         "max_abs_difference": float(max((y - outputs["loop"]).abs().max() for y in outputs.values())),
                     })
     return {"benchmark": "ssm",
@@ -95,7 +97,8 @@ def bench_maml(args) -> dict:
     from .meta_rl import policy_gradient_loss
     from .ssm import StateSpaceModel
 
-    n_tasks, episodes, steps, repeats = 20, 10, 200, 2
+    n_tasks, episodes, steps, repeats = 20, 10, 200, getattr(args, "repeats", 2)
+    episodes = getattr(args, "episodes", episodes)  # chapter 6's speed section runs fewer
     g = _seeded(args.seed)
     with torch.random.fork_rng():
         torch.manual_seed(args.seed)
@@ -118,7 +121,7 @@ def bench_maml(args) -> dict:
         "loop": ("task_batched", False),  # a Python loop over tasks, the same per-task kernels
     }
     rows = []
-    for first_order in (False, True):
+    for first_order in getattr(args, "orders", (False, True)):
         def meta_gradient(name):
             loss, batched = variants[name]
             maml = MetaMAML(model, first_order=first_order, batched=batched)
@@ -128,12 +131,14 @@ def bench_maml(args) -> dict:
 
         with torch_threads(1):  # tiny per-task matmuls: one thread (``bench rollout`` shows what a second costs)
             grads = {name: meta_gradient(name) for name in variants}
-            seconds = time_interleaved({name: (lambda n=name: meta_gradient(n)) for name in variants},
-                                       repeats=repeats, warmup=0)
+            times = time_rounds({name: (lambda n=name: meta_gradient(n)) for name in variants},
+                                rounds=repeats, warmup=0)
+            seconds = {name: min(t) for name, t in times.items()}
         rows.append({"order": "first" if first_order else "second",
                      "seconds": {k: round(v, 3) for k, v in seconds.items()},
                      "loop_over_batched": round(seconds["loop"] / seconds["batched_matmul"], 2),
                      "vmap_over_batched": round(seconds["vmap"] / seconds["batched_matmul"], 2),
+                     "loop_over_batched_ci": speedup(times, "loop", "batched_matmul").to_dict(),
                      "max_abs_gradient_difference": float(max((g - grads["batched_matmul"]).abs().max()
                                                               for g in grads.values()))})
     return {"benchmark": "maml",
@@ -159,20 +164,20 @@ def bench_rollout(args) -> dict:
     from .rollout import rollout_rates
     from .ssm import StateSpaceModel, balancing_ssm
 
-    n_envs, naive_steps, rounds = 1024, 2000, 3
+    n_envs, naive_steps, rounds = 1024, getattr(args, "naive_steps", 2000), getattr(args, "rounds", 3)
     with torch.random.fork_rng():
         torch.manual_seed(args.seed)
         untrained = StateSpaceModel(32, 4, 4, 64)
     balancing = balancing_ssm(seed=args.seed + 1)
     rows = []
-    for threads in sorted({1, torch.get_num_threads()}):
+    for threads in getattr(args, "threads", None) or sorted({1, torch.get_num_threads()}):
         with torch_threads(threads):
-            for name, model in (("untrained", untrained), ("balancing", balancing)):
+            for name, model in (("untrained", untrained), ("balancing", balancing))[:getattr(args, "policies", 2)]:
                 rates = rollout_rates(model, (n_envs,), naive_steps, rounds=rounds, seed=args.seed, max_steps=None)
                 rows.append({"threads": threads, "policy": name, "batched_steps_played": rates.played[n_envs],
                              "naive_steps_per_s": round(rates.rate("naive")),
                              "batched_steps_per_s": round(rates.rate(n_envs)),
-                             "speedup": str(rates.speedup(n_envs))})
+                             "speedup": str(rates.speedup(n_envs)), "ratio": rates.speedup(n_envs).to_dict()})
     return {"benchmark": "rollout", "what": f"env steps per second, naive 1-env loop ({naive_steps} steps) vs "
                                             f"collect() on {n_envs} envs, {rounds} interleaved rounds; speed-up: "
                                             "mean per-round ratio [95% bootstrap CI]",

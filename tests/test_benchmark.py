@@ -157,3 +157,67 @@ def test_the_card_protocol_reproduces_the_shipped_rows_within_their_ci():
     assert [r["name"] for r in live] == [r["name"] for r in shipped]
     for new, old in zip(live, shipped):
         assert old["ci"]["low"] - 1e-9 <= new["ci"]["mean"] <= old["ci"]["high"] + 1e-9, new["name"]
+
+
+# --- chapter 6: the speed section and SB3 on held-out tasks (--protocol speed family) ----------------------------
+from ssm_metarl import bench_speed  # noqa: E402
+
+
+@pytest.mark.skipif(not SHIPPED.exists(), reason="models/benchmark_results.json not shipped")
+def test_the_shipped_speed_section_holds_every_figure_as_a_ratio_with_a_ci():
+    results = json.loads(SHIPPED.read_text())
+    names = [row["name"] for row in results["speed"]["rows"]]
+    for part in ("rollout throughput", "meta-gradient, looped vs batched", "chunked scan vs loop", "FFT vs loop",
+                 "over its floor"):
+        assert any(part in name for name in names), part
+    for row in results["speed"]["rows"]:
+        r = row["ratio"]
+        assert 0 < r["low"] <= r["mean"] <= r["high"] and r["n"] >= 3, row["name"]
+    ppo = bench_speed.ppo_time_to_solve(results)
+    assert ppo["ratio"]["low"] <= ppo["ratio"]["mean"] <= ppo["ratio"]["high"]
+    assert sum(results["speed"]["seconds"].values()) < 150  # the budget for the section: ~2 minutes
+    table = bench_report.results_markdown(results)
+    assert "**Speed**" in table and "| time to solve CartPole-v1, SB3 PPO over our PPO" in table
+    assert "**SB3 on held-out tasks**" in table
+    family = results["family"]
+    assert family["budget"] == 10_000 and family["family"] == "goal"  # the strong protocol's PPO row budget
+    assert {row["algorithm"] for row in family["rows"]} >= {"our_ppo", "sb3_ppo"}
+    for row in family["rows"]:
+        assert len(row["returns"]) == family["n_tasks"] and row["ci"]["low"] <= row["ci"]["high"]
+    assert results["merged"]["peers"]["command"].startswith("python -m ssm_metarl benchmark --protocol peers")
+    assert {"card", "strong", "our_ppo", "peers"} <= set(results)  # sections kept from the earlier runs
+
+
+def test_ppo_time_to_solve_is_sb3s_median_over_ours_and_none_without_both():
+    results = {"our_ppo": {"runs": [{"solved": True, "solved_at_seconds": s} for s in (1.0, 2.0, 3.0)]},
+               "peers": {"runs": [{"algorithm": "sb3_ppo", "solved": True, "solved_at_seconds": s} for s in (4, 6, 8)]
+                         + [{"algorithm": "sb3_dqn", "solved": True, "solved_at_seconds": 100.0}]}}
+    ppo = bench_speed.ppo_time_to_solve(results, n_resamples=200)
+    assert ppo["ratio"]["mean"] == pytest.approx(3.0) and ppo["ratio"]["low"] <= 3.0 <= ppo["ratio"]["high"]
+    assert ppo["same_run"] is True
+    assert bench_speed.ppo_time_to_solve({"our_ppo": results["our_ppo"]}) is None
+
+
+def test_the_speed_section_at_tiny_sizes_gives_every_row():
+    sizes = {"rollout": {"naive_steps": 50, "rounds": 2, "policies": 1}, "maml": {"episodes": 1, "repeats": 2, "orders": (True,)},
+             "ssm": {"lengths": (64,), "rounds": 2}}
+    speed = bench_speed.speed_section(sizes=sizes)
+    assert len(speed["rows"]) == 1 + 1 + 3  # rollout (1 policy), meta-gradient (first order), scan/FFT/floor
+    assert all(row["ratio"]["mean"] > 0 for row in speed["rows"])
+    assert speed["sizes"]["ssm"]["lengths"] == [64]
+
+
+def test_sb3_and_our_ppo_run_on_a_held_out_goal_task_through_the_gymnasium_env():
+    pytest.importorskip("stable_baselines3")
+    family = bench_speed.family_section(n_tasks=1, budget=300, algos=("ppo",), episodes=2)
+    assert [row["algorithm"] for row in family["rows"]] == ["our_ppo", "sb3_ppo"]
+    assert all(len(row["returns"]) == 1 and row["returns"][0] > 0 for row in family["rows"])
+    assert family["budget"] == 300 and family["n_tasks"] == 1
+
+
+def test_the_speed_and_family_protocols_are_in_the_cli():
+    from ssm_metarl.cli import build_parser
+
+    args = build_parser().parse_args(["benchmark", "--protocol", "speed", "family", "--out", "x"])
+    assert args.protocol == ["speed", "family"] and args.family_budget == 10_000 and args.family_tasks == 8
+    assert bench_report.SECTIONS["strong"] == ("strong", "our_ppo")  # --merge keeps our PPO with the strong run

@@ -162,6 +162,18 @@ def test_chapter_ends_with_results_table_and_exercises_with_solutions(md):
     assert re.search(r"\{admonition\}[^\n]*\n\s*:class: dropdown", exercises), f"{md.name}: collapsed solutions"
 
 
+def test_labels_are_unique_across_the_book():
+    """Sphinx labels are global: two pages naming a figure `fig-curves` is a -W build failure."""
+    seen: dict[str, str] = {}
+    for page in sorted((ROOT / "book").glob("*.md")):
+        text = page.read_text()
+        labels = re.findall(r"^:name:\s*(\S+)\s*$", text, flags=re.M) + re.findall(r"^\(([\w-]+)\)=\s*$", text, flags=re.M)
+        for label in labels:
+            assert label not in seen, f"label {label!r} is defined in {seen[label]} and again in {page.name}"
+            seen[label] = page.name
+    assert seen  # the book does define labels: the patterns above match them
+
+
 def test_intro_chapter_map_lists_exactly_the_chapters():
     intro = (ROOT / "book" / "intro.md").read_text()
     chapter_map = intro.split("## Chapter map", 1)[1].split("\n## ", 1)[0]

@@ -36,7 +36,8 @@ def format_value(value: Any, digits: int = 1) -> str:
     """One cell of text for prose or a table.
 
     An :class:`Estimate` reads ``mean [low, high]``; an integer gets thousands separators
-    (``40,100``); a float gets ``digits`` decimals; text is left as it is.
+    (``40,100``); a float gets ``digits`` decimals, or two significant digits when those
+    decimals would show a non-zero number as zero (``0.003``); text is left as it is.
     """
     value = _scalar(value)
     if isinstance(value, Estimate):
@@ -46,7 +47,10 @@ def format_value(value: Any, digits: int = 1) -> str:
     if isinstance(value, numbers.Integral):
         return f"{int(value):,}"
     if isinstance(value, numbers.Real):
-        return f"{float(value):,.{digits}f}"
+        text = f"{float(value):,.{digits}f}"
+        if float(value) != 0 and float(text.replace(",", "")) == 0:
+            return f"{float(value):.2g}"  # never show a non-zero number as 0.0 (a step size of 0.003)
+        return text
     return str(value)
 
 

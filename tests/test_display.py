@@ -85,6 +85,9 @@ def test_format_value():
     assert format_value(3.14159, digits=3) == "3.142"
     assert format_value(True) == "yes"
     assert format_value("PPO from scratch") == "PPO from scratch"
+    # a non-zero number never reads as zero: a step size of 0.003 is not "0.0"
+    assert format_value(0.003) == "0.003" and format_value(-0.0004) == "-0.0004"
+    assert format_value(0.0) == "0.0" and format_value(0.05) == "0.1"
 
 
 def test_results_table_is_a_markdown_pipe_table():

@@ -202,6 +202,9 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
                         key = "+".join(earlier.get("protocols") or [protocol])
                         merged[key] = {"command": earlier.get("command"),  # one entry per earlier run
                                            "seconds": earlier.get("seconds", {}).get("total")}
+        order = list(earlier.get("merged", {}))  # runs before the earlier run first, in its order: the rerun order
+        results["merged"] = dict(sorted(merged.items(), key=lambda kv: order.index(kv[0]) if kv[0] in order
+                                        else len(order)))
     paths = write_outputs(results, args.out)
     if args.ship:
         from .checkpoint import save_json

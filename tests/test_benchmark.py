@@ -221,3 +221,18 @@ def test_the_speed_and_family_protocols_are_in_the_cli():
     args = build_parser().parse_args(["benchmark", "--protocol", "speed", "family", "--out", "x"])
     assert args.protocol == ["speed", "family"] and args.family_budget == 10_000 and args.family_tasks == 8
     assert bench_report.SECTIONS["strong"] == ("strong", "our_ppo")  # --merge keeps our PPO with the strong run
+
+
+@pytest.mark.skipif(not SHIPPED.exists(), reason="models/benchmark_results.json not shipped")
+def test_merging_the_shipped_json_keeps_every_section_and_lists_earlier_runs_in_rerun_order(tmp_path):
+    pytest.importorskip("stable_baselines3")
+    from ssm_metarl.cli import main
+
+    assert main(["benchmark", "--protocol", "family", "--family_tasks", "1", "--family_budget", "300",
+                 "--family_algos", "ppo", "--merge", str(SHIPPED), "--out", str(tmp_path), "--quiet"]) == 0
+    results = json.loads((tmp_path / "benchmark_results.json").read_text())
+    shipped = json.loads(SHIPPED.read_text())
+    assert {"card", "strong", "our_ppo", "peers", "speed", "family"} <= set(results)
+    assert results["family"]["budget"] == 300 and results["speed"] == shipped["speed"]
+    assert list(results["merged"])[:2] == ["peers", "strong"]  # peers ran first: the strong run merged it
+    assert results["merged"]["peers"] == shipped["merged"]["peers"]

@@ -43,26 +43,23 @@ def speed_section(seed: int = 0, sizes: dict | None = None, progress=None) -> di
     sizes = {k: {**v, **((sizes or {}).get(k, {}))} for k, v in SPEED_SIZES.items()}
     say = progress or (lambda msg: None)
     rows, raw, seconds = [], {}, {}
+
+    def run(name: str, bench, **args) -> list[dict]:
+        """Run one `bench` function, keep its JSON and its wall time; return its rows."""
+        start = time.perf_counter()
+        raw[name] = bench(Namespace(seed=seed, **args, **sizes[name]))
+        seconds[name] = round(time.perf_counter() - start, 1)
+        say(f"speed: {name} {seconds[name]} s")
+        return raw[name]["rows"]
+
     with torch_threads(1):
-        t = time.perf_counter()
-        raw["rollout"] = bench_rollout(Namespace(seed=seed, threads=[1], **sizes["rollout"]))
-        seconds["rollout"] = round(time.perf_counter() - t, 1)
-        say(f"speed: rollout {seconds['rollout']} s")
-        for r in raw["rollout"]["rows"]:
+        for r in run("rollout", bench_rollout, threads=[1]):
             rows.append({"name": f"rollout throughput, collect() on 1,024 envs vs naive loop ({r['policy']} SSM)",
                          "ratio": _est(r["ratio"]), "ci": "over rounds"})
-        t = time.perf_counter()
-        raw["maml"] = bench_maml(Namespace(seed=seed, **sizes["maml"]))
-        seconds["maml"] = round(time.perf_counter() - t, 1)
-        say(f"speed: maml {seconds['maml']} s")
-        for r in raw["maml"]["rows"]:
+        for r in run("maml", bench_maml):
             rows.append({"name": f"meta-gradient, looped vs batched ({r['order']} order)",
                          "ratio": _est(r["loop_over_batched_ci"]), "ci": "over rounds"})
-        t = time.perf_counter()
-        raw["ssm"] = bench_ssm(Namespace(seed=seed, threads=[1], **sizes["ssm"]))
-        seconds["ssm"] = round(time.perf_counter() - t, 1)
-        say(f"speed: ssm {seconds['ssm']} s")
-        for r in raw["ssm"]["rows"]:
+        for r in run("ssm", bench_ssm, threads=[1]):
             where = f"L={r['length']}, N={r['state_dim']}"
             for key, label in (("scan", "SSM chunked scan vs loop"), ("fft", "SSM FFT vs loop"),
                                ("fft_floor_over_fft", "SSM FFT's time over its floor's (its 3 FFTs)")):

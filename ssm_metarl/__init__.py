@@ -1,57 +1,238 @@
 """ssm_metarl: the package behind the SSM-MetaRL book.
 
 State space models, CartPole task families, policies, policy gradients, MAML, test-time
-adaptation and recursive self-improvement, each in one small module that a chapter of the
-book explains. Importing the package has no side effects: it loads no data and touches no files.
+adaptation and recursive self-improvement, each in one small module that a chapter of
+the book explains. Importing the package has no side effects: it loads no data and
+touches no files.
 """
-from .artifacts import ALIASES, Loaded, artifact_path, load_card, load_or_train, models_dir
-from .checkpoint import (Checkpoint, CheckpointError, DamagedCheckpointError, UnsafeCheckpointError,
-                         WrongCheckpointError, load_checkpoint, save_checkpoint)
-from .stats import VERDICTS, Estimate, bootstrap_ci, difference_ci, verdict
-from .timing import speedup, time_interleaved, time_rounds, torch_threads
-from .ssm import SSMConfig, StateSpaceModel, balancing_ssm
-from .s4d import DiagonalSSM, DiagonalSSMConfig, discretize, forward_backward_variants, parallel_scan
-from .tasks import CartPoleTask, TaskDistribution, get_family
-from .envs import GymnasiumComparison, compare_with_gymnasium, make_env, make_vector_env
-from .policy import (CallablePolicy, LinearPolicy, Policy, RL2Policy, SSMPolicy, TaskBatchedPolicy, action_log_probs,
-                     as_policy, policy_log_probs, select_actions)
-from .rollout import EvalResult, RolloutRates, Trajectories, collect, evaluate, naive_rollout, rollout_rates
-from .rl import (UpdateGuard, batch_baseline, clipped_surrogate, discounted_returns, gae, masked_mean,
-                 normalize_advantages, ppo_clip_loss, reinforce_loss, task_means, value_loss)
-from .pg import PPOConfig, ReinforceConfig, TrainResult, ValueNet, train_ppo, train_reinforce
-from .maml import METHODS, MetaMAML, MetaStep, TaskBatchedLoss, expand_params, stack_params
-from .meta_rl import (TEST_SEED, AdaptationResult, MetaRLConfig, TaskPolicy, card_evaluation, evaluate_adaptation,
-                      held_out_tasks, policy_gradient_loss, task_batch, tune_inner_lr)
-from .meta_run import MetaRunState, MetaTrainResult, meta_epoch, meta_train
-from .sine import SINE_TEST_SEED, SineConfig, SineTasks, sine_errors, train_sine
-from .adaptation import (ExperienceBuffer, HybridAdaptationConfig, HybridAdapter, StandardAdaptationConfig,
-                         StandardAdapter, replay_kl)
-from .in_context import InContextConfig, InContextResult, evaluate_in_context, hidden_states, train_in_context
-from .rsi import CycleReport, RecursiveSelfImprovementAgent, RSIConfig, RSIHalted
+
+from .adapt.adapters import (
+    ExperienceBuffer,
+    HybridAdaptationConfig,
+    HybridAdapter,
+    StandardAdaptationConfig,
+    StandardAdapter,
+    replay_kl,
+)
+from .adapt.in_context import (
+    InContextConfig,
+    InContextResult,
+    evaluate_in_context,
+    hidden_states,
+    train_in_context,
+)
+from .cartpole.envs import (
+    GymnasiumComparison,
+    compare_with_gymnasium,
+    make_env,
+    make_vector_env,
+)
+from .cartpole.rollout import (
+    EvalResult,
+    RolloutRates,
+    Trajectories,
+    collect,
+    evaluate,
+    naive_rollout,
+    rollout_rates,
+)
+from .cartpole.tasks import CartPoleTask, TaskDistribution, get_family
+from .io.artifacts import (
+    ALIASES,
+    Loaded,
+    artifact_path,
+    load_card,
+    load_or_train,
+    models_dir,
+)
+from .io.checkpoint import (
+    Checkpoint,
+    CheckpointError,
+    DamagedCheckpointError,
+    UnsafeCheckpointError,
+    WrongCheckpointError,
+    load_checkpoint,
+    save_checkpoint,
+)
+from .meta.maml import (
+    METHODS,
+    MetaMAML,
+    MetaStep,
+    TaskBatchedLoss,
+    expand_params,
+    stack_params,
+)
+from .meta.maml_rl import (
+    TEST_SEED,
+    AdaptationResult,
+    MetaRLConfig,
+    TaskPolicy,
+    card_evaluation,
+    evaluate_adaptation,
+    held_out_tasks,
+    policy_gradient_loss,
+    task_batch,
+    tune_inner_lr,
+)
+from .meta.sine import SINE_TEST_SEED, SineConfig, SineTasks, sine_errors, train_sine
+from .meta.training import MetaRunState, MetaTrainResult, meta_epoch, meta_train
+from .models.policy import (
+    CallablePolicy,
+    LinearPolicy,
+    Policy,
+    RL2Policy,
+    SSMPolicy,
+    TaskBatchedPolicy,
+    action_log_probs,
+    as_policy,
+    policy_log_probs,
+    select_actions,
+)
+from .models.s4d import (
+    DiagonalSSM,
+    DiagonalSSMConfig,
+    discretize,
+    forward_backward_variants,
+    parallel_scan,
+)
+from .models.ssm import SSMConfig, StateSpaceModel, balancing_ssm
+from .report.stats import VERDICTS, Estimate, bootstrap_ci, difference_ci, verdict
+from .report.timing import speedup, time_interleaved, time_rounds, torch_threads
+from .rl.loops import (
+    PPOConfig,
+    ReinforceConfig,
+    TrainResult,
+    ValueNet,
+    train_ppo,
+    train_reinforce,
+)
+from .rl.losses import (
+    UpdateGuard,
+    batch_baseline,
+    clipped_surrogate,
+    discounted_returns,
+    gae,
+    masked_mean,
+    normalize_advantages,
+    ppo_clip_loss,
+    reinforce_loss,
+    task_means,
+    value_loss,
+)
+from .rsi.agent import CycleReport, RecursiveSelfImprovementAgent, RSIConfig, RSIHalted
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "ALIASES", "Loaded", "artifact_path", "load_card", "load_or_train", "models_dir",
-    "Checkpoint", "CheckpointError", "DamagedCheckpointError", "UnsafeCheckpointError", "WrongCheckpointError",
-    "load_checkpoint", "save_checkpoint",
-    "VERDICTS", "Estimate", "bootstrap_ci", "difference_ci", "verdict",
-    "speedup", "time_interleaved", "time_rounds", "torch_threads",
-    "SSMConfig", "StateSpaceModel", "balancing_ssm",
-    "DiagonalSSM", "DiagonalSSMConfig", "discretize", "forward_backward_variants", "parallel_scan",
-    "CartPoleTask", "GymnasiumComparison", "TaskDistribution", "compare_with_gymnasium", "get_family", "make_env", "make_vector_env",
-    "CallablePolicy", "LinearPolicy", "Policy", "RL2Policy", "SSMPolicy", "TaskBatchedPolicy", "action_log_probs",
-    "as_policy", "policy_log_probs", "select_actions",
-    "EvalResult", "RolloutRates", "Trajectories", "collect", "evaluate", "naive_rollout", "rollout_rates",
-    "UpdateGuard", "batch_baseline", "clipped_surrogate", "discounted_returns", "gae", "masked_mean",
-    "normalize_advantages", "ppo_clip_loss", "reinforce_loss", "task_means", "value_loss",
-    "PPOConfig", "ReinforceConfig", "TrainResult", "ValueNet", "train_ppo", "train_reinforce",
-    "METHODS", "MetaMAML", "MetaStep", "TaskBatchedLoss", "expand_params", "stack_params",
-    "TEST_SEED", "AdaptationResult", "MetaRLConfig", "TaskPolicy", "card_evaluation", "evaluate_adaptation",
-    "held_out_tasks", "policy_gradient_loss", "task_batch", "tune_inner_lr",
-    "MetaRunState", "MetaTrainResult", "meta_epoch", "meta_train",
-    "SINE_TEST_SEED", "SineConfig", "SineTasks", "sine_errors", "train_sine",
-    "ExperienceBuffer", "HybridAdaptationConfig", "HybridAdapter", "StandardAdaptationConfig", "StandardAdapter",
-    "replay_kl", "InContextConfig", "InContextResult", "evaluate_in_context", "hidden_states", "train_in_context",
-    "CycleReport", "RecursiveSelfImprovementAgent", "RSIConfig", "RSIHalted",
+    "ALIASES",
+    "Loaded",
+    "artifact_path",
+    "load_card",
+    "load_or_train",
+    "models_dir",
+    "Checkpoint",
+    "CheckpointError",
+    "DamagedCheckpointError",
+    "UnsafeCheckpointError",
+    "WrongCheckpointError",
+    "load_checkpoint",
+    "save_checkpoint",
+    "VERDICTS",
+    "Estimate",
+    "bootstrap_ci",
+    "difference_ci",
+    "verdict",
+    "speedup",
+    "time_interleaved",
+    "time_rounds",
+    "torch_threads",
+    "SSMConfig",
+    "StateSpaceModel",
+    "balancing_ssm",
+    "DiagonalSSM",
+    "DiagonalSSMConfig",
+    "discretize",
+    "forward_backward_variants",
+    "parallel_scan",
+    "CartPoleTask",
+    "GymnasiumComparison",
+    "TaskDistribution",
+    "compare_with_gymnasium",
+    "get_family",
+    "make_env",
+    "make_vector_env",
+    "CallablePolicy",
+    "LinearPolicy",
+    "Policy",
+    "RL2Policy",
+    "SSMPolicy",
+    "TaskBatchedPolicy",
+    "action_log_probs",
+    "as_policy",
+    "policy_log_probs",
+    "select_actions",
+    "EvalResult",
+    "RolloutRates",
+    "Trajectories",
+    "collect",
+    "evaluate",
+    "naive_rollout",
+    "rollout_rates",
+    "UpdateGuard",
+    "batch_baseline",
+    "clipped_surrogate",
+    "discounted_returns",
+    "gae",
+    "masked_mean",
+    "normalize_advantages",
+    "ppo_clip_loss",
+    "reinforce_loss",
+    "task_means",
+    "value_loss",
+    "PPOConfig",
+    "ReinforceConfig",
+    "TrainResult",
+    "ValueNet",
+    "train_ppo",
+    "train_reinforce",
+    "METHODS",
+    "MetaMAML",
+    "MetaStep",
+    "TaskBatchedLoss",
+    "expand_params",
+    "stack_params",
+    "TEST_SEED",
+    "AdaptationResult",
+    "MetaRLConfig",
+    "TaskPolicy",
+    "card_evaluation",
+    "evaluate_adaptation",
+    "held_out_tasks",
+    "policy_gradient_loss",
+    "task_batch",
+    "tune_inner_lr",
+    "MetaRunState",
+    "MetaTrainResult",
+    "meta_epoch",
+    "meta_train",
+    "SINE_TEST_SEED",
+    "SineConfig",
+    "SineTasks",
+    "sine_errors",
+    "train_sine",
+    "ExperienceBuffer",
+    "HybridAdaptationConfig",
+    "HybridAdapter",
+    "StandardAdaptationConfig",
+    "StandardAdapter",
+    "replay_kl",
+    "InContextConfig",
+    "InContextResult",
+    "evaluate_in_context",
+    "hidden_states",
+    "train_in_context",
+    "CycleReport",
+    "RecursiveSelfImprovementAgent",
+    "RSIConfig",
+    "RSIHalted",
 ]

@@ -1,16 +1,20 @@
-"""Command line: ``python -m ssm_metarl {train,bench,rsi,rsi-worker}``, a thin layer over the package.
+"""Command line: ``python -m ssm_metarl {train,bench,rsi,rsi-worker}``, a thin layer
+over the package.
 
-``train``'s flags are built from the config dataclasses (:class:`~ssm_metarl.meta_rl.MetaRLConfig`,
-:class:`~ssm_metarl.SSMConfig`, :class:`~ssm_metarl.sine.SineConfig`), so every default exists
-once, in its dataclass. Each family takes only its own flags: a CartPole flag given with
-``--family sine`` (or the reverse) is an error, never silently reinterpreted. The model card's
-evaluation is :func:`ssm_metarl.meta_rl.card_evaluation`. Every artifact's command is in its
-card; the book's appendix lists them all.
+``train``'s flags are built from the config dataclasses
+(:class:`~ssm_metarl.meta.maml_rl.MetaRLConfig`, :class:`~ssm_metarl.SSMConfig`,
+:class:`~ssm_metarl.meta.sine.SineConfig`), so every default exists once, in its
+dataclass. Each family takes only its own flags: a CartPole flag given with
+``--family sine`` (or the reverse) is an error, never silently reinterpreted. The model
+card's evaluation is :func:`ssm_metarl.meta.maml_rl.card_evaluation`. Every artifact's
+command is in its card; the book's appendix lists them all.
 
-Every argument is checked before any work starts (a subcommand's ``check`` default): a bad
-value, an unwritable ``--out`` or a resume file that does not fit is an argparse error (one
-line, exit 2). Ctrl-C ends with one line saying where the run's resume file is (exit 130).
+Every argument is checked before any work starts (a subcommand's ``check`` default): a
+bad value, an unwritable ``--out`` or a resume file that does not fit is an argparse
+error (one line, exit 2). Ctrl-C ends with one line saying where the run's resume file
+is (exit 130).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -27,7 +31,7 @@ __all__ = ["main", "build_parser"]
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from . import benchmark
+    from .bench import speed as benchmark
 
     result = getattr(benchmark, f"bench_{args.name}")(args)
     print(json.dumps(result, indent=2))
@@ -35,28 +39,32 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def _configs():
-    from .meta_rl import MetaRLConfig
-    from .sine import SineConfig
-    from .ssm import SSMConfig
+    from .meta.maml_rl import MetaRLConfig
+    from .meta.sine import SineConfig
+    from .models.ssm import SSMConfig
 
     return MetaRLConfig, SSMConfig, SineConfig
 
 
-#: The fields of SSMConfig that ``train`` takes as flags (input and output sizes are CartPole's).
+#: The fields of SSMConfig that ``train`` takes as flags (input and output sizes are
+#: CartPole's).
 _SSM_FLAGS = ("state_dim", "hidden_dim")
 
 
 def _picked(args: argparse.Namespace, cls, names=None) -> dict:
-    """The flags the user gave that are fields of ``cls`` (the rest keep the dataclass's defaults)."""
+    """The flags the user gave that are fields of ``cls`` (the rest keep the dataclass's
+    defaults)."""
     names = names or [f.name for f in fields(cls)]
     return {name: getattr(args, name) for name in names if hasattr(args, name)}
 
 
 def check_bench(args: argparse.Namespace) -> None:
-    from . import benchmark
+    from .bench import speed as benchmark
 
     if args.name not in benchmark.available():
-        raise ValueError(f"unknown benchmark {args.name!r}; choose one of {benchmark.available()}")
+        raise ValueError(
+            f"unknown benchmark {args.name!r}; choose one of {benchmark.available()}"
+        )
 
 
 #: How the resume messages tell a CLI user to start afresh.
@@ -64,10 +72,11 @@ FRESH = "pass --no-resume to start afresh (or another --out)"
 
 
 def check_train(args: argparse.Namespace) -> None:
-    """Every check ``train`` needs, before any work: values, family, output paths, the resume file."""
+    """Every check ``train`` needs, before any work: values, family, output paths, the
+    resume file."""
     import torch
 
-    from .validation import check_int, check_positive
+    from .io.validation import check_int, check_positive
 
     _check_family_flags(args)
     MetaRLConfig, SSMConfig, SineConfig = _configs()
@@ -82,7 +91,7 @@ def check_train(args: argparse.Namespace) -> None:
         if args.family == "sine":
             SineConfig(**_picked(args, SineConfig))
         else:
-            from .tasks import get_family
+            from .cartpole.tasks import get_family
 
             get_family(args.family)
             config = MetaRLConfig(**_picked(args, MetaRLConfig))
@@ -92,8 +101,8 @@ def check_train(args: argparse.Namespace) -> None:
     out = _check_out(args.out)
     resume = out.with_suffix(".resume.pth")
     if args.family != "sine" and not args.no_resume and resume.exists():
-        from .meta_run import MetaRunState
-        from .ssm import StateSpaceModel
+        from .meta.training import MetaRunState
+        from .models.ssm import StateSpaceModel
 
         with torch.random.fork_rng():
             model = StateSpaceModel(**asdict(model_config))
@@ -101,13 +110,20 @@ def check_train(args: argparse.Namespace) -> None:
 
 
 def _check_out(name: str) -> Path:
-    """``--out``: a ``.pth`` file name whose directory exists (or can be made) and is writable."""
+    """``--out``: a ``.pth`` file name whose directory exists (or can be made) and is
+    writable."""
     out = Path(name)
     if out.suffix != ".pth":
-        raise ValueError(f"--out must end in .pth (the card is written next to it as .json), got {name!r}")
+        raise ValueError(
+            "--out must end in .pth (the card is written next to it as .json), got "
+            f"{name!r}"
+        )
     for path in (out, out.with_suffix(".json"), out.with_suffix(".resume.pth")):
         if path.is_dir():
-            raise ValueError(f"--out {name}: {path} is a directory; name a file, e.g. {path / 'model.pth'}")
+            raise ValueError(
+                f"--out {name}: {path} is a directory; name a file, e.g. "
+                f"{path / 'model.pth'}"
+            )
     parent = out.parent
     while not parent.exists() and parent != parent.parent:
         parent = parent.parent
@@ -117,7 +133,9 @@ def _check_out(name: str) -> Path:
         with tempfile.TemporaryFile(dir=parent):
             pass
     except OSError as exc:
-        raise ValueError(f"--out {name}: cannot write in {parent} ({exc.strerror})") from None
+        raise ValueError(
+            f"--out {name}: cannot write in {parent} ({exc.strerror})"
+        ) from None
     return out
 
 
@@ -126,29 +144,51 @@ def _interrupted(args: argparse.Namespace) -> str:
     if args.command != "train":
         return f"interrupted: {args.command} stopped"
     if args.family == "sine":
-        return f"interrupted: sine training keeps no resume file; nothing was written to {args.out}"
+        return (
+            "interrupted: sine training keeps no resume file; nothing was written to "
+            f"{args.out}"
+        )
     resume = Path(args.out).with_suffix(".resume.pth")
     if not resume.exists():
-        return f"interrupted before the first validation: no resume file yet ({resume}); nothing was written"
-    return f"interrupted: the run is saved in {resume}; run the same command again to resume it"
+        return (
+            f"interrupted before the first validation: no resume file yet ({resume}); "
+            "nothing was written"
+        )
+    return (
+        f"interrupted: the run is saved in {resume}; run the same command again to "
+        "resume it"
+    )
 
 
 def _check_family_flags(args: argparse.Namespace) -> None:
     """Reject flags of the other family, naming them and the right ones."""
     MetaRLConfig, _, SineConfig = _configs()
-    rl_only = ({f.name for f in fields(MetaRLConfig)} | set(_SSM_FLAGS)) - {f.name for f in fields(SineConfig)} \
+    rl_only = (
+        ({f.name for f in fields(MetaRLConfig)} | set(_SSM_FLAGS))
+        - {f.name for f in fields(SineConfig)}
         - {"family", "mode"}
-    sine_only = {f.name for f in fields(SineConfig)} - {f.name for f in fields(MetaRLConfig)} - set(_SSM_FLAGS)
-    wrong = sorted(n for n in (rl_only if args.family == "sine" else sine_only) if hasattr(args, n))
+    )
+    sine_only = (
+        {f.name for f in fields(SineConfig)}
+        - {f.name for f in fields(MetaRLConfig)}
+        - set(_SSM_FLAGS)
+    )
+    wrong = sorted(
+        n for n in (rl_only if args.family == "sine" else sine_only) if hasattr(args, n)
+    )
     if wrong:
         flags = ", ".join(f"--{n}" for n in wrong)
         own = sorted(sine_only if args.family == "sine" else rl_only)
-        raise ValueError(f"{flags} do(es) not apply to --family {args.family}; its flags are "
-                         + ", ".join(f"--{n}" for n in own) + " (plus --mode, --inner_lr, --outer_lr, --seed)")
+        raise ValueError(
+            f"{flags} do(es) not apply to --family {args.family}; its flags are "
+            + ", ".join(f"--{n}" for n in own)
+            + " (plus --mode, --inner_lr, --outer_lr, --seed)"
+        )
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    """Meta-train (or multi-task train) a policy and write ``OUT.pth`` and its card ``OUT.json`` (chapter 3)."""
+    """Meta-train (or multi-task train) a policy and write ``OUT.pth`` and its card
+    ``OUT.json`` (chapter 3)."""
     import platform
     import shlex
     import time
@@ -156,17 +196,27 @@ def cmd_train(args: argparse.Namespace) -> int:
     import torch
 
     if args.threads is not None:
-        torch.set_num_threads(args.threads)  # only when asked: small models often run faster on one thread
+        # only when asked: small models often run faster on one thread
+        torch.set_num_threads(args.threads)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    card = {"name": out.stem, "command": "python -m ssm_metarl " + " ".join(shlex.quote(a) for a in args.argv),
-            "created_by": "ssm_metarl.cli train", "torch": torch.__version__, "threads": torch.get_num_threads(),
-            "python": platform.python_version()}
+    card = {
+        "name": out.stem,
+        "command": "python -m ssm_metarl "
+        + " ".join(shlex.quote(a) for a in args.argv),
+        "created_by": "ssm_metarl.cli train",
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "python": platform.python_version(),
+    }
     start = time.perf_counter()
-    found, write = _train_sine(args, out) if args.family == "sine" else _train_rl(args, out)
+    found, write = (
+        _train_sine(args, out) if args.family == "sine" else _train_rl(args, out)
+    )
     card.update(found)
     card["wall_seconds"] = time.perf_counter() - start
-    write(card)  # the model and its card, as one unit (the card holds the weights' sha256)
+    # the model and its card, as one unit (the card holds the weights' sha256)
+    write(card)
     resume = out.with_suffix(".resume.pth")
     if args.family != "sine" and not args.keep_resume and resume.exists():
         resume.unlink()  # the run finished: its final state is the model above
@@ -177,68 +227,128 @@ def cmd_train(args: argparse.Namespace) -> int:
 def _train_rl(args: argparse.Namespace, out):
     import torch
 
-    from .meta_rl import card_evaluation
-    from .meta_run import meta_train
-    from .ssm import StateSpaceModel
+    from .meta.maml_rl import card_evaluation
+    from .meta.training import meta_train
+    from .models.ssm import StateSpaceModel
 
     MetaRLConfig, SSMConfig, _ = _configs()
     config = MetaRLConfig(**_picked(args, MetaRLConfig))
-    with torch.random.fork_rng():  # seeded initial weights, the caller's global RNG untouched
+    # seeded initial weights, the caller's global RNG untouched
+    with torch.random.fork_rng():
         torch.manual_seed(config.seed)
-        model = StateSpaceModel(**asdict(SSMConfig(**_picked(args, SSMConfig, _SSM_FLAGS))))
+        model = StateSpaceModel(
+            **asdict(SSMConfig(**_picked(args, SSMConfig, _SSM_FLAGS)))
+        )
     resume_path = out.with_suffix(".resume.pth")
     budget = None if args.max_minutes is None else 60.0 * args.max_minutes
-    result = meta_train(model, config, checkpoint=str(resume_path), resume=not args.no_resume,
-                        progress=not args.quiet, max_seconds=budget, fresh=FRESH)
+    result = meta_train(
+        model,
+        config,
+        checkpoint=str(resume_path),
+        resume=not args.no_resume,
+        progress=not args.quiet,
+        max_seconds=budget,
+        fresh=FRESH,
+    )
     evaluated = card_evaluation(model, config, args.test_tasks)
-    summary = {"best_epoch": result.best_epoch, "best_validation": result.best_validation,
-               "epochs_run": len(result.history.get("epoch", [])), "stopped_early": result.stopped_early,
-               "skipped_updates": result.skipped_updates, "adaptation_lr": evaluated["adaptation_lr"],
-               "adaptation_lr_validation": evaluated["adaptation_lr_validation"]}
+    summary = {
+        "best_epoch": result.best_epoch,
+        "best_validation": result.best_validation,
+        "epochs_run": len(result.history.get("epoch", [])),
+        "stopped_early": result.stopped_early,
+        "skipped_updates": result.skipped_updates,
+        "adaptation_lr": evaluated["adaptation_lr"],
+        "adaptation_lr_validation": evaluated["adaptation_lr_validation"],
+    }
     extra = {"meta_train": {**summary, "config": config.to_dict()}}
-    return {"kind": "StateSpaceModel", "model_config": asdict(model.config),
-            "parameters": sum(p.numel() for p in model.parameters()), "train_config": config.to_dict(), **summary,
-            "train_seconds": result.total_seconds, "env_steps": result.env_steps,
-            "log": result.history, "validation": result.validation, "evaluation": evaluated["evaluation"]}, \
-        lambda card: model.save(out, extra=extra, card=card)
+    return {
+        "kind": "StateSpaceModel",
+        "model_config": asdict(model.config),
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "train_config": config.to_dict(),
+        **summary,
+        "train_seconds": result.total_seconds,
+        "env_steps": result.env_steps,
+        "log": result.history,
+        "validation": result.validation,
+        "evaluation": evaluated["evaluation"],
+    }, lambda card: model.save(out, extra=extra, card=card)
 
 
 def _train_sine(args: argparse.Namespace, out):
-    from . import sine
-    from .checkpoint import save_checkpoint
-    from .stats import bootstrap_ci
+    from .io.checkpoint import save_checkpoint
+    from .meta import sine
+    from .report.stats import bootstrap_ci
 
     _, _, SineConfig = _configs()
     method = getattr(args, "mode", "maml")
     config = SineConfig(**_picked(args, SineConfig))
     model, losses, seconds = sine.train_sine(method, config, progress=not args.quiet)
+
     def write(card):
-        save_checkpoint(out, kind="SineRegressor", config={"hidden_dim": config.hidden_dim}, card=card,
-                        state_dict=model.state_dict(), extra={"train_config": config.to_dict(), "method": method})
+        save_checkpoint(
+            out,
+            kind="SineRegressor",
+            config={"hidden_dim": config.hidden_dim},
+            card=card,
+            state_dict=model.state_dict(),
+            extra={"train_config": config.to_dict(), "method": method},
+        )
 
     amplitude, phase = sine.SineTasks(sine.SINE_TEST_SEED).sample(args.test_tasks)
-    errors, _ = sine.sine_errors(model, amplitude, phase, steps=(0, 1, 10), seed=sine.SINE_TEST_SEED + 1)
+    errors, _ = sine.sine_errors(
+        model, amplitude, phase, steps=(0, 1, 10), seed=sine.SINE_TEST_SEED + 1
+    )
     every = max(1, len(losses) // 500)
     return {
-        "kind": "SineRegressor", "method": method, "train_config": config.to_dict(), "train_seconds": seconds,
-        "log": {"iteration": list(range(0, len(losses), every)),
-                "meta_loss": [float(sum(losses[i:i + every]) / len(losses[i:i + every])) for i in range(0, len(losses), every)]},
-        "evaluation": {"split": f"{args.test_tasks} held-out sines (seed {sine.SINE_TEST_SEED})",
-                       "protocol": "K=10 support points, k gradient steps of the inner lr, MSE on 100 grid points",
-                       "mse": {str(k): bootstrap_ci(v.numpy()).to_dict() for k, v in errors.items()}},
+        "kind": "SineRegressor",
+        "method": method,
+        "train_config": config.to_dict(),
+        "train_seconds": seconds,
+        "log": {
+            "iteration": list(range(0, len(losses), every)),
+            "meta_loss": [
+                float(sum(losses[i : i + every]) / len(losses[i : i + every]))
+                for i in range(0, len(losses), every)
+            ],
+        },
+        "evaluation": {
+            "split": f"{args.test_tasks} held-out sines (seed {sine.SINE_TEST_SEED})",
+            "protocol": (
+                "K=10 support points, k gradient steps of the inner lr, MSE on 100 "
+                "grid points"
+            ),
+            "mse": {
+                str(k): bootstrap_ci(v.numpy()).to_dict() for k, v in errors.items()
+            },
+        },
     }, write
 
 
 def _field_help(cls) -> dict[str, str]:
-    """Each field's trailing ``# comment`` in the dataclass source: its one-line meaning."""
-    return dict(re.findall(r"^\s+(\w+): [^=\n]+=[^#\n]+#\s*(.+)$", inspect.getsource(cls), flags=re.M))
+    """Each field's ``# comment`` in the dataclass source (trailing, or the lines just
+    above it): its one-line meaning."""
+    helps, above = {}, []
+    for line in inspect.getsource(cls).splitlines():
+        stripped = line.strip()
+        if stripped.startswith("#"):
+            above.append(stripped.lstrip("#:").strip())
+            continue
+        field = re.match(r"^\s+(\w+): [^=\n]+=[^#\n]+(?:#\s*(.+))?$", line)
+        if field:
+            helps[field.group(1)] = field.group(2) or " ".join(above)
+        above = []
+    return {name: text for name, text in helps.items() if text}
 
 
-def _add_config_flags(parser: argparse.ArgumentParser, cls, names=None, note: str = "", added=None) -> None:
-    """One flag per field of ``cls`` (``names`` only, if given), typed and documented from the dataclass.
+def _add_config_flags(
+    parser: argparse.ArgumentParser, cls, names=None, note: str = "", added=None
+) -> None:
+    """One flag per field of ``cls`` (``names`` only, if given), typed and documented
+    from the dataclass.
 
-    Flags default to "not given" (SUPPRESS): the dataclass fills in its own default, so no default is
-    typed twice. A field two configs share (``--inner_lr``) is added once.
+    Flags default to "not given" (SUPPRESS): the dataclass fills in its own default, so
+    no default is typed twice. A field two configs share (``--inner_lr``) is added once.
     """
     comments = _field_help(cls)
     for f in fields(cls):
@@ -248,65 +358,122 @@ def _add_config_flags(parser: argparse.ArgumentParser, cls, names=None, note: st
         default = f.default if f.default is not MISSING else None
         text = f"{comments.get(f.name, '')} ({note}default: {default})".strip()
         if isinstance(default, bool):
-            parser.add_argument(f"--{f.name}", action="store_true", default=argparse.SUPPRESS, help=text)
+            parser.add_argument(
+                f"--{f.name}", action="store_true", default=argparse.SUPPRESS, help=text
+            )
         else:
-            parser.add_argument(f"--{f.name}", type=type(default), default=argparse.SUPPRESS, help=text,
-                                **({"choices": _choices(f.name)} if _choices(f.name) else {}))
+            parser.add_argument(
+                f"--{f.name}",
+                type=type(default),
+                default=argparse.SUPPRESS,
+                help=text,
+                **({"choices": _choices(f.name)} if _choices(f.name) else {}),
+            )
 
 
 def _choices(name: str):
-    from .maml import METHODS
+    from .meta.maml import METHODS
 
     return METHODS if name == "mode" else None
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m ssm_metarl", description=__doc__.splitlines()[0])
-    parser.add_argument("-v", "--verbose", action="store_true", help="log progress messages")
+    parser = argparse.ArgumentParser(
+        prog="python -m ssm_metarl", description=__doc__.splitlines()[0]
+    )
+    parser.add_argument(
+        "-v", "--verbose", action="store_true", help="log progress messages"
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
-    bench = sub.add_parser("bench", help="speed benchmarks measured side by side in one run")
+    bench = sub.add_parser(
+        "bench", help="speed benchmarks measured side by side in one run"
+    )
     bench.add_argument("name", help="which benchmark (e.g. ssm, rollout, rl, maml)")
     bench.add_argument("--seed", type=int, default=0)
     bench.set_defaults(func=cmd_bench, check=check_bench)
 
-    train = sub.add_parser("train", help="meta-train a policy (MAML) or its baselines; writes OUT.pth and OUT.json",
-                           description="Meta-train with MAML on a task family (chapter 3). The model card's flags "
-                                       "are accepted. The card's '--mode hybrid' names a test-time adaptation mode "
-                                       "(chapter 4); here --mode picks the training method. CartPole families and "
-                                       "'sine' take different flags; a flag of the other family is an error.")
+    train = sub.add_parser(
+        "train",
+        help="meta-train a policy (MAML) or its baselines; writes OUT.pth and OUT.json",
+        description=(
+            "Meta-train with MAML on a task family (chapter 3). The model card's "
+            "flags are accepted. The card's '--mode hybrid' names a test-time "
+            "adaptation mode (chapter 4); here --mode picks the training method. "
+            "CartPole families and 'sine' take different flags; a flag of the other "
+            "family is an error."
+        ),
+    )
     MetaRLConfig, SSMConfig, SineConfig = _configs()
     added: set[str] = set()
     cartpole = train.add_argument_group("CartPole families (MetaRLConfig, SSMConfig)")
     _add_config_flags(cartpole, MetaRLConfig, added=added)
-    _add_config_flags(cartpole, SSMConfig, names=_SSM_FLAGS, note="CartPole ", added=added)
-    sine = train.add_argument_group("--family sine (SineConfig; shared flags above keep their meaning)")
+    _add_config_flags(
+        cartpole, SSMConfig, names=_SSM_FLAGS, note="CartPole ", added=added
+    )
+    sine = train.add_argument_group(
+        "--family sine (SineConfig; shared flags above keep their meaning)"
+    )
     _add_config_flags(sine, SineConfig, note="sine ", added=added)
     sine_defaults = {f.name: f.default for f in fields(SineConfig)}
     for action in train._actions:  # a shared flag with its own sine default says so
         if action.dest == "family":
-            action.help = action.help.replace(" (default", "; or 'sine' for sine regression (default")
-        elif action.dest in sine_defaults and action.dest not in ("seed",) and f"--{action.dest}" not in \
-                {o for a in sine._group_actions for o in a.option_strings}:
+            action.help = action.help.replace(
+                " (default", "; or 'sine' for sine regression (default"
+            )
+        elif (
+            action.dest in sine_defaults
+            and action.dest not in ("seed",)
+            and f"--{action.dest}"
+            not in {o for a in sine._group_actions for o in a.option_strings}
+        ):
             action.help = action.help[:-1] + f"; sine: {sine_defaults[action.dest]})"
-    train.add_argument("--test_tasks", type=int, default=48, help="held-out tasks for the card's evaluation (default: 48)")
-    train.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
-    train.add_argument("--max_minutes", type=float, default=None,
-                       help="stop training after a validation once this much wall time has passed")
-    train.add_argument("--out", required=True, help="where to write the model, e.g. models/NAME.pth")
-    train.add_argument("--no-resume", dest="no_resume", action="store_true",
-                       help="start afresh even if OUT.resume.pth exists")
-    train.add_argument("--keep-resume", dest="keep_resume", action="store_true",
-                       help="keep OUT.resume.pth after a finished run")
+    train.add_argument(
+        "--test_tasks",
+        type=int,
+        default=48,
+        help="held-out tasks for the card's evaluation (default: 48)",
+    )
+    train.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch threads (default: torch's choice)",
+    )
+    train.add_argument(
+        "--max_minutes",
+        type=float,
+        default=None,
+        help="stop training after a validation once this much wall time has passed",
+    )
+    train.add_argument(
+        "--out", required=True, help="where to write the model, e.g. models/NAME.pth"
+    )
+    train.add_argument(
+        "--no-resume",
+        dest="no_resume",
+        action="store_true",
+        help="start afresh even if OUT.resume.pth exists",
+    )
+    train.add_argument(
+        "--keep-resume",
+        dest="keep_resume",
+        action="store_true",
+        help="keep OUT.resume.pth after a finished run",
+    )
     train.add_argument("--quiet", action="store_true", help="no progress bar")
-    train.set_defaults(func=cmd_train, check=check_train, argv=None, family=MetaRLConfig.family)
-    from .adaptation_cli import add_parsers as add_adaptation_parsers  # chapter 4's incontext
+    train.set_defaults(
+        func=cmd_train, check=check_train, argv=None, family=MetaRLConfig.family
+    )
+    from .adapt.cli import (
+        add_parsers as add_adaptation_parsers,  # chapter 4's incontext
+    )
 
     add_adaptation_parsers(sub, _add_config_flags)
-    from .rsi_cli import add_parsers  # chapter 5's rsi and rsi-worker
+    from .rsi.cli import add_parsers  # chapter 5's rsi and rsi-worker
 
     add_parsers(sub, _add_config_flags)
-    from .bench_report import add_parsers as add_benchmark_parsers  # chapter 6's benchmark
+    from .bench.cli import add_parsers as add_benchmark_parsers  # chapter 6's benchmark
 
     add_benchmark_parsers(sub)
     return parser
@@ -315,13 +482,17 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    args.argv = list(sys.argv[1:] if argv is None else argv)  # recorded verbatim in model cards
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
+    # recorded verbatim in model cards
+    args.argv = list(sys.argv[1:] if argv is None else argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s"
+    )
     if getattr(args, "check", None) is not None:
         try:
             args.check(args)
         except (TypeError, ValueError) as exc:  # CheckpointError is a ValueError
-            parser._subparsers._group_actions[0].choices[args.command].error(str(exc))  # one line, exit 2
+            # one line, exit 2
+            parser._subparsers._group_actions[0].choices[args.command].error(str(exc))
     try:
         return args.func(args)
     except KeyboardInterrupt:

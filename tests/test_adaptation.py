@@ -7,12 +7,12 @@ import pytest
 import torch
 
 from ssm_metarl import StateSpaceModel, artifact_path, collect
-from ssm_metarl.adaptation import (ExperienceBuffer, HybridAdaptationConfig, HybridAdapter, InContextConfig,
+from ssm_metarl.adapt.adapters import (ExperienceBuffer, HybridAdaptationConfig, HybridAdapter, InContextConfig,
                                    StandardAdaptationConfig, StandardAdapter, evaluate_in_context, hidden_states,
                                    replay_kl, stratified_tasks, train_in_context)
-from ssm_metarl.policy import RL2Policy, SSMPolicy
-from ssm_metarl.rl import masked_mean, normalize_advantages, ppo_clip_loss
-from ssm_metarl.tasks import CartPoleTask, get_family
+from ssm_metarl.models.policy import RL2Policy, SSMPolicy
+from ssm_metarl.rl.losses import masked_mean, normalize_advantages, ppo_clip_loss
+from ssm_metarl.cartpole.tasks import CartPoleTask, get_family
 
 
 def _model(seed=0, input_dim=4):
@@ -196,7 +196,7 @@ def test_in_context_artifact_matches_its_card():
     model = StateSpaceModel.load(path)  # also checks the card's weights_sha256
     assert card["parameters"] == sum(p.numel() for p in model.parameters()) == 6744
     assert card["train_config"]["unbalanced"] is False
-    from ssm_metarl.meta_rl import TEST_SEED
+    from ssm_metarl.meta.maml_rl import TEST_SEED
     tasks = [CartPoleTask(flip=f) for f in (False, True)] * 24
     result = evaluate_in_context(model, tasks, 5, seed=TEST_SEED + 1, greedy=True)
     np.testing.assert_allclose(result.returns, card["evaluation"]["default"]["greedy"]["returns"])
@@ -205,7 +205,7 @@ def test_in_context_artifact_matches_its_card():
 
 def test_goal_sharp_family_rewards_a_narrow_bump_the_same_in_both_simulators():
     from ssm_metarl import compare_with_gymnasium
-    from ssm_metarl.tasks import GOAL_SHARP_RANGE, GOAL_SHARP_WIDTH
+    from ssm_metarl.cartpole.tasks import GOAL_SHARP_RANGE, GOAL_SHARP_WIDTH
 
     family = get_family("goal_sharp")
     goals = [t.goal for t in family.test]

@@ -79,8 +79,8 @@ def test_load_or_train_loads_when_present_and_trains_and_says_so_when_absent(tmp
 
 
 def test_flip_cards_do_not_call_their_two_tasks_held_out():
-    from ssm_metarl.meta_rl import evaluation_split
-    from ssm_metarl.tasks import get_family
+    from ssm_metarl.meta.maml_rl import evaluation_split
+    from ssm_metarl.cartpole.tasks import get_family
 
     for name in ("cartpole_flip_maml", "cartpole_flip_multitask"):
         assert load_card(name)["evaluation"]["split"].startswith("not held out: the 2 tasks")

@@ -1,8 +1,9 @@
-"""Timing helpers (ssm_metarl.timing) behind `python -m ssm_metarl bench` and the chapters' speed figures."""
+"""Timing helpers (ssm_metarl.report.timing) behind `python -m ssm_metarl bench` and the chapters' speed figures."""
 import pytest
 import torch
 
-from ssm_metarl import benchmark, timing
+from ssm_metarl.bench import speed as benchmark
+from ssm_metarl.report import timing
 
 
 def test_time_rounds_runs_every_variant_warmup_plus_rounds_times_in_turn():
@@ -57,7 +58,7 @@ def test_available_lists_exactly_the_bench_functions():
 
 
 def test_forward_backward_variants_compute_the_same_output():
-    from ssm_metarl.s4d import forward_backward_variants
+    from ssm_metarl.models.s4d import forward_backward_variants
 
     variants = forward_backward_variants(2, 3, 4, 33, names=("loop", "plain scan", "scan", "fft"))
     outputs = {name: run() for name, run in variants.items()}
@@ -71,7 +72,8 @@ from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-from ssm_metarl import bench_agents, bench_report  # noqa: E402
+from ssm_metarl.bench import cli as bench_report  # noqa: E402
+from ssm_metarl.bench import protocols as bench_agents  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = ROOT / "models" / "benchmark_results.json"
@@ -160,7 +162,7 @@ def test_the_card_protocol_reproduces_the_shipped_rows_within_their_ci():
 
 
 # --- chapter 6: the speed section and SB3 on held-out tasks (--protocol speed family) ----------------------------
-from ssm_metarl import bench_speed  # noqa: E402
+from ssm_metarl.bench import speed_table as bench_speed  # noqa: E402
 
 
 @pytest.mark.skipif(not SHIPPED.exists(), reason="models/benchmark_results.json not shipped")

@@ -111,9 +111,9 @@ def _code_cells(md):
 
 @pytest.mark.parametrize("md", CHAPTERS, ids=lambda p: p.stem)
 def test_chapters_run_without_myst_nb(md):
-    # Colab has no myst-nb: chapters glue through ssm_metarl.display, which works without it.
+    # Colab has no myst-nb: chapters glue through ssm_metarl.report.display, which works without it.
     for cell in _code_cells(md):
-        assert "myst_nb" not in cell.source, f"{md.name}: import glue helpers from ssm_metarl.display"
+        assert "myst_nb" not in cell.source, f"{md.name}: import glue helpers from ssm_metarl.report.display"
 
 
 @pytest.mark.parametrize("md", CHAPTERS, ids=lambda p: p.stem)
@@ -389,15 +389,15 @@ def test_colab_sim_refuses_a_first_cell_of_another_shape(tmp_path):
 PATTERN_PAGE = """
 ```{code-cell} ipython3
 import matplotlib.pyplot as plt
-from ssm_metarl.stats import Estimate
+from ssm_metarl.report.stats import Estimate
 
 estimate = Estimate(25.04, 22.11, 28.06, 100)
 ```
 
 ```{code-cell} ipython3
 :tags: [remove-cell]
-from ssm_metarl.display import glue_all, results_table
-from ssm_metarl.plotting import glue_figure
+from ssm_metarl.report.display import glue_all, results_table
+from ssm_metarl.report.plotting import glue_figure
 ```
 
 ```{code-cell} ipython3

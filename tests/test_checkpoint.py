@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-import ssm_metarl.checkpoint as checkpoint_module
+import ssm_metarl.io.checkpoint as checkpoint_module
 from ssm_metarl import CheckpointError, StateSpaceModel, load_checkpoint, save_checkpoint
 
 

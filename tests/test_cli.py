@@ -110,7 +110,7 @@ def test_shipped_policy_loads_and_matches_its_card(name):
 
 @pytest.mark.parametrize("method", ["maml", "fomaml", "multitask"])
 def test_shipped_sine_models_reproduce_their_cards(method):
-    from ssm_metarl import sine
+    from ssm_metarl.meta import sine
 
     card = json.loads(artifact_path(f"sine_{method}.json").read_text())
     model = sine.load_sine_model(artifact_path(f"sine_{method}.pth"))
@@ -123,9 +123,9 @@ def test_shipped_sine_models_reproduce_their_cards(method):
 
 def test_shipped_maml_policy_reproduces_its_cards_unadapted_returns():
     """Re-measure the card's 'before adaptation' column: same tasks, same seeds, same numbers."""
-    from ssm_metarl.meta_rl import TEST_SEED, held_out_tasks
-    from ssm_metarl.rollout import collect
-    from ssm_metarl.tasks import get_family
+    from ssm_metarl.meta.maml_rl import TEST_SEED, held_out_tasks
+    from ssm_metarl.cartpole.rollout import collect
+    from ssm_metarl.cartpole.tasks import get_family
 
     card = json.loads(artifact_path("cartpole_goal_maml.json").read_text())
     model = StateSpaceModel.load(artifact_path("cartpole_goal_maml.pth"))
@@ -139,8 +139,8 @@ def test_shipped_maml_policy_reproduces_its_cards_unadapted_returns():
 def test_train_flags_come_from_the_config_dataclasses():
     from dataclasses import fields
 
-    from ssm_metarl.meta_rl import MetaRLConfig
-    from ssm_metarl.sine import SineConfig
+    from ssm_metarl.meta.maml_rl import MetaRLConfig
+    from ssm_metarl.meta.sine import SineConfig
 
     train = build_parser()._subparsers._group_actions[0].choices["train"]
     flags = {a.dest for a in train._actions}

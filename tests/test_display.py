@@ -1,4 +1,4 @@
-"""ssm_metarl.display: gluing measured values and rendering results tables."""
+"""ssm_metarl.report.display: gluing measured values and rendering results tables."""
 from __future__ import annotations
 
 import subprocess
@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from ssm_metarl.display import format_value, glue_all, results_table
-from ssm_metarl.stats import Estimate
+from ssm_metarl.report.display import format_value, glue_all, results_table
+from ssm_metarl.report.stats import Estimate
 
 
 class Recorder:
@@ -111,7 +111,7 @@ def test_results_table_escapes_pipes_and_checks_shapes():
 
 
 def test_import_stays_light():
-    code = "import sys, ssm_metarl.display; print('myst_nb' in sys.modules, 'IPython' in sys.modules)"
+    code = "import sys, ssm_metarl.report.display; print('myst_nb' in sys.modules, 'IPython' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split() == ["False", "False"]
 

@@ -30,12 +30,12 @@ import numpy as np
 import pytest
 import torch
 
-import ssm_metarl.checkpoint as checkpoint_module
+import ssm_metarl.io.checkpoint as checkpoint_module
 from ssm_metarl import (CartPoleTask, DamagedCheckpointError, DiagonalSSM, MetaMAML, MetaRLConfig, MetaRunState,
                         SSMConfig, StateSpaceModel, UnsafeCheckpointError, WrongCheckpointError, discretize,
                         load_checkpoint, make_env, make_vector_env, parallel_scan, save_checkpoint)
-from ssm_metarl.checkpoint import CheckpointError, file_sha256
-from ssm_metarl.tasks import PHYSICS_LIMITS
+from ssm_metarl.io.checkpoint import CheckpointError, file_sha256
+from ssm_metarl.cartpole.tasks import PHYSICS_LIMITS
 
 
 @dataclass
@@ -285,7 +285,7 @@ def _pair_in_step(path: Path) -> None:
 #: process itself could deadlock on torch's thread pool); each saver writes model + card in a loop.
 _ZYGOTE = r"""
 import os, sys, torch
-from ssm_metarl.checkpoint import save_checkpoint
+from ssm_metarl.io.checkpoint import save_checkpoint
 torch.set_num_threads(1)
 for line in sys.stdin:
     pid = os.fork()
@@ -496,7 +496,8 @@ class UsageError(Exception):
 
 @contextlib.contextmanager
 def _no_training():
-    from ssm_metarl import meta_run, sine
+    from ssm_metarl.meta import sine
+    from ssm_metarl.meta import training as meta_run
 
     def refuse(*args, **kwargs):
         raise AssertionError("training started before the arguments were checked")
@@ -527,7 +528,7 @@ def cli(argv: list[str]) -> None:
 
 def interrupted(argv: list[str], after_resume: Path | None = None) -> None:
     """Ctrl-C during training: exit 130 and exactly one line on stderr."""
-    from ssm_metarl import meta_run
+    from ssm_metarl.meta import training as meta_run
     from ssm_metarl.cli import main
 
     def ctrl_c(*args, **kwargs):

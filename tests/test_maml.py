@@ -7,8 +7,8 @@ import torch
 from torch import nn
 
 from ssm_metarl import StateSpaceModel
-from ssm_metarl.maml import MetaMAML, unroll
-from ssm_metarl.sine import SineConfig, SineTasks, mse_loss, sine_errors, sine_model, train_sine
+from ssm_metarl.meta.maml import MetaMAML, unroll
+from ssm_metarl.meta.sine import SineConfig, SineTasks, mse_loss, sine_errors, sine_model, train_sine
 
 
 
@@ -206,11 +206,11 @@ def test_sine_maml_improves_post_update_error_over_a_short_run():
 # ---------------------------------------------------------------------------------------------
 # The fast (batched-matmul) SSM path and MAML-RL
 # ---------------------------------------------------------------------------------------------
-from ssm_metarl.meta_rl import MetaRLConfig, evaluate_adaptation, policy_gradient_loss
-from ssm_metarl.meta_run import meta_train
-from ssm_metarl.policy import SSMPolicy, TaskBatchedPolicy
-from ssm_metarl.rollout import collect
-from ssm_metarl.tasks import CartPoleTask
+from ssm_metarl.meta.maml_rl import MetaRLConfig, evaluate_adaptation, policy_gradient_loss
+from ssm_metarl.meta.training import meta_train
+from ssm_metarl.models.policy import SSMPolicy, TaskBatchedPolicy
+from ssm_metarl.cartpole.rollout import collect
+from ssm_metarl.cartpole.tasks import CartPoleTask
 
 
 def _per_task_params(model, n, seed=0):
@@ -264,7 +264,8 @@ def test_policy_gradient_meta_gradients_agree_batched_vmap_and_loop(first_order)
 
 
 def test_policy_gradient_loss_at_the_collecting_weights_has_reinforce_gradient():
-    from ssm_metarl import rl
+    from ssm_metarl.models.policy import policy_log_probs
+    from ssm_metarl.rl import losses as rl
 
     torch.manual_seed(0)
     model = StateSpaceModel(state_dim=4, input_dim=4, output_dim=2, hidden_dim=6).double()
@@ -273,7 +274,7 @@ def test_policy_gradient_loss_at_the_collecting_weights_has_reinforce_gradient()
     g_ppo = torch.autograd.grad(policy_gradient_loss(model)(params, batch).sum(), list(model.parameters()))
     traj = type("T", (), {"obs": batch["obs"][0], "actions": batch["actions"][0],
                           "rewards": torch.zeros_like(batch["advantages"][0])})
-    log_probs, _ = rl.policy_log_probs(model, traj)
+    log_probs, _ = policy_log_probs(model, traj)
     reinforce = rl.reinforce_loss(log_probs, batch["advantages"][0], batch["mask"][0])
     g_reinforce = torch.autograd.grad(reinforce, list(model.parameters()))
     for a, b in zip(g_ppo, g_reinforce):
@@ -316,7 +317,7 @@ def _tiny_config(**kw):
 
 
 def test_meta_train_resumes_after_an_interruption_with_identical_results(tmp_path, monkeypatch):
-    import ssm_metarl.rollout as rollout
+    import ssm_metarl.cartpole.rollout as rollout
 
     def fresh():
         torch.manual_seed(0)

@@ -1,4 +1,4 @@
-"""ssm_metarl.plotting: CI plots, curves, glued figures and the episode animation."""
+"""ssm_metarl.report.plotting: CI plots, curves, glued figures and the episode animation."""
 from __future__ import annotations
 
 import base64
@@ -14,10 +14,10 @@ import pytest
 import torch
 from PIL import Image
 
-from ssm_metarl import plotting
-from ssm_metarl.plotting import (Episode, animation_html, band_ci, errorbar_ci, glue_figure, record_episode, smooth,
-                                 smoothed_curve)
-from ssm_metarl.stats import Estimate
+from ssm_metarl.report import plotting
+from ssm_metarl.cartpole.animation import Episode, animation_html, record_episode
+from ssm_metarl.report.plotting import band_ci, errorbar_ci, glue_figure, smooth, smoothed_curve
+from ssm_metarl.report.stats import Estimate
 
 ESTIMATES = [Estimate(10.0, 8.0, 13.0, 20), Estimate(20.0, 19.0, 22.0, 20)]
 

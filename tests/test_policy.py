@@ -5,10 +5,10 @@ import torch
 from torch.func import functional_call
 
 from ssm_metarl import StateSpaceModel
-from ssm_metarl.policy import (CallablePolicy, LinearPolicy, Policy, RL2Policy, SSMPolicy, TaskBatchedPolicy,
+from ssm_metarl.models.policy import (CallablePolicy, LinearPolicy, Policy, RL2Policy, SSMPolicy, TaskBatchedPolicy,
                                as_policy, policy_log_probs, previous)
-from ssm_metarl.rollout import collect
-from ssm_metarl.tasks import CartPoleTask
+from ssm_metarl.cartpole.rollout import collect
+from ssm_metarl.cartpole.tasks import CartPoleTask
 
 TASKS = [CartPoleTask(goal=0.5, max_steps=60), CartPoleTask(flip=True, goal=-0.5, max_steps=60)]
 
@@ -99,9 +99,9 @@ def test_as_policy_explains_what_it_needs():
 
 
 def test_an_rl2_policy_trains_with_balanced_reinforce_and_meta_trains():
-    from ssm_metarl.meta_rl import MetaRLConfig, evaluate_adaptation
-    from ssm_metarl.meta_run import meta_train
-    from ssm_metarl.pg import ReinforceConfig, train_reinforce
+    from ssm_metarl.meta.maml_rl import MetaRLConfig, evaluate_adaptation
+    from ssm_metarl.meta.training import meta_train
+    from ssm_metarl.rl.loops import ReinforceConfig, train_reinforce
 
     policy = RL2Policy(_model(input_dim=7))
     before = [p.detach().clone() for p in policy.parameters()]

@@ -5,10 +5,11 @@ import pytest
 import torch
 
 from ssm_metarl import StateSpaceModel
-from ssm_metarl.pg import PPOConfig, ReinforceConfig, train_ppo, train_reinforce
-from ssm_metarl.rl import (UpdateGuard, action_log_probs, batch_baseline, discounted_returns, gae, masked_mean,
+from ssm_metarl.rl.loops import PPOConfig, ReinforceConfig, train_ppo, train_reinforce
+from ssm_metarl.models.policy import action_log_probs
+from ssm_metarl.rl.losses import (UpdateGuard, batch_baseline, discounted_returns, gae, masked_mean,
                            normalize_advantages, ppo_clip_loss, reinforce_loss, task_means)
-from ssm_metarl.tasks import CartPoleTask
+from ssm_metarl.cartpole.tasks import CartPoleTask
 
 
 

@@ -5,9 +5,11 @@ import torch
 from torch.func import functional_call
 
 from ssm_metarl import StateSpaceModel
-from ssm_metarl.rl import policy_log_probs
-from ssm_metarl.rollout import LinearPolicy, collect, evaluate
-from ssm_metarl.tasks import CartPoleTask, compare_with_gymnasium, get_family
+from ssm_metarl.models.policy import policy_log_probs
+from ssm_metarl.cartpole.rollout import collect, evaluate
+from ssm_metarl.models.policy import LinearPolicy
+from ssm_metarl.cartpole.envs import compare_with_gymnasium
+from ssm_metarl.cartpole.tasks import CartPoleTask, get_family
 
 RULE = LinearPolicy([0.0, 0.0, 1.0, 0.5])  # a = [theta + 0.5 theta_dot > 0]
 EQUIVALENCE_TASKS = [CartPoleTask(), CartPoleTask(flip=True), get_family("physics").test[0],
@@ -108,7 +110,7 @@ def test_evaluate_ci_and_backends():
 
 def test_balancing_ssm_balances_and_rollout_rates_count_played_steps():
     from ssm_metarl import balancing_ssm
-    from ssm_metarl.rollout import naive_rollout, rollout_rates
+    from ssm_metarl.cartpole.rollout import naive_rollout, rollout_rates
 
     model = balancing_ssm()
     assert torch.all(collect(model, [CartPoleTask()], 4, seed=0, greedy=True).returns == 500)

@@ -16,9 +16,9 @@ pytest.importorskip("optuna")
 
 from ssm_metarl import StateSpaceModel, artifact_path, load_checkpoint  # noqa: E402
 from ssm_metarl.cli import main  # noqa: E402
-from ssm_metarl.maml import expand_params  # noqa: E402
-from ssm_metarl.rsi import CycleReport, RecursiveSelfImprovementAgent, RSIConfig, RSIHalted, decide  # noqa: E402
-from ssm_metarl.rsi_search import Candidate, SharedStudy, encode_model  # noqa: E402
+from ssm_metarl.meta.maml import expand_params  # noqa: E402
+from ssm_metarl.rsi.agent import CycleReport, RecursiveSelfImprovementAgent, RSIConfig, RSIHalted, decide  # noqa: E402
+from ssm_metarl.rsi.search import Candidate, SharedStudy, encode_model  # noqa: E402
 
 TINY = dict(candidates=3, train_epochs=0, validation_tasks=4, test_tasks=4, episodes=2, eval_episodes=2)
 

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from ssm_metarl import CheckpointError, DiagonalSSM, StateSpaceModel, discretize, parallel_scan
-from ssm_metarl.s4d import COMPUTE_MODES as MODES
+from ssm_metarl.models.s4d import COMPUTE_MODES as MODES
 
 # Tolerances for "the three modes compute the same output", relative to the output's scale.
 # float64: the modes differ only by rounding order, so agreement is near machine precision.

@@ -46,7 +46,7 @@ def test_difference_ci_detects_a_real_gap_and_not_noise():
 
 
 def test_verdict_words_follow_the_ci():
-    from ssm_metarl.stats import Estimate, verdict
+    from ssm_metarl.report.stats import Estimate, verdict
 
     assert verdict(Estimate(2.0, 0.5, 3.0, 10)) == "higher than"
     assert verdict(Estimate(-2.0, -3.0, -0.5, 10)) == "lower than"

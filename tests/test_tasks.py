@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from gymnasium.utils.env_checker import check_env
 
-from ssm_metarl.envs import ENV_ID, make_env, make_vector_env
-from ssm_metarl.tasks import FAMILIES, PHYSICS_RANGES, CartPoleTask, get_family
+from ssm_metarl.cartpole.envs import ENV_ID, make_env, make_vector_env
+from ssm_metarl.cartpole.tasks import FAMILIES, PHYSICS_RANGES, CartPoleTask, get_family
 
 ALL_FAMILIES = ["standard", "flip", "goal", "physics", "flip+physics", "flip+goal", "goal+physics",
                 "flip+goal+physics"]
@@ -146,7 +146,7 @@ def test_every_family_component_draws_what_its_description_says():
 
 @pytest.mark.filterwarnings("ignore:.*already returned terminated")  # the broken simulator ends episodes late
 def test_compare_with_gymnasium_finds_the_simulators_equal_and_can_fail(monkeypatch):
-    from ssm_metarl import envs
+    from ssm_metarl.cartpole import envs
 
     result = envs.compare_with_gymnasium(CartPoleTask(flip=True), n=4)
     assert result.max_diff <= 1e-6 and result.same_end and result.steps > 4 * 30

@@ -161,7 +161,8 @@ def _public(module):
 @pytest.mark.parametrize("name", [m for m in MODULES if m != "ssm_metarl.cli"])
 def test_every_public_name_names_the_chapter_that_teaches_it(name):
     module = importlib.import_module(name)
-    missing = [n for n, obj in _public(module) if not re.search(r"[Cc]hapters? \d", inspect.getdoc(obj) or "")]
+    names_chapter = re.compile(r"[Cc]hapters? \d|[Aa]ppendix")
+    missing = [n for n, obj in _public(module) if not names_chapter.search(inspect.getdoc(obj) or "")]
     assert not missing, f"{name}: no chapter named in the docstring of {missing}"
 
 
@@ -171,3 +172,14 @@ def test_package_reexports_every_public_name_it_lists():
     from ssm_metarl.rl import loops
 
     assert loops.train_reinforce is ssm_metarl.train_reinforce
+
+
+def test_the_appendix_api_table_names_a_chapter_in_every_row():
+    from ssm_metarl.report.api import chapter_of, public_api
+
+    entries = public_api()
+    assert len(entries) > 150 and {e.folder for e in entries} >= set(FLOORS) - {"cli"}
+    assert [f"{e.module}.{e.name}" for e in entries if e.chapter is None] == []
+    book = {int(p.name[:2]) for p in (PACKAGE.parent / "book").glob("[0-9][0-9]_*.md")}
+    assert {e.chapter for e in entries} - {"appendix"} <= book, "a docstring names a chapter the book lacks"
+    assert chapter_of("Defined in chapter 3 (`03_maml`)") == 3 and chapter_of("no link") is None

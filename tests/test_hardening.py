@@ -30,11 +30,13 @@ import numpy as np
 import pytest
 import torch
 
+import ssm_metarl.io.atomic as atomic_module
 import ssm_metarl.io.checkpoint as checkpoint_module
 from ssm_metarl import (CartPoleTask, DamagedCheckpointError, DiagonalSSM, MetaMAML, MetaRLConfig, MetaRunState,
                         SSMConfig, StateSpaceModel, UnsafeCheckpointError, WrongCheckpointError, discretize,
                         load_checkpoint, make_env, make_vector_env, parallel_scan, save_checkpoint)
-from ssm_metarl.io.checkpoint import CheckpointError, file_sha256
+from ssm_metarl.io.atomic import file_sha256
+from ssm_metarl.io.checkpoint import CheckpointError
 from ssm_metarl.cartpole.tasks import PHYSICS_LIMITS
 
 
@@ -371,12 +373,12 @@ def saves_cases(d: Path) -> list[Case]:
 
     def directory_fsynced():
         calls = []
-        original = checkpoint_module._fsync_dir
-        checkpoint_module._fsync_dir = lambda directory: calls.append(Path(directory))
+        original = atomic_module._fsync_dir
+        atomic_module._fsync_dir = lambda directory: calls.append(Path(directory))
         try:
             save_checkpoint(d / "sync.pth", kind="T", config={}, state_dict={}, card={})
         finally:
-            checkpoint_module._fsync_dir = original
+            atomic_module._fsync_dir = original
         assert calls == [d], f"directory fsync calls: {calls}"
 
     cases.append(Case("directory fsynced after os.replace", directory_fsynced, None))

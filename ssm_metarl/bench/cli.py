@@ -183,7 +183,7 @@ def update_readme(readme: str | Path, results: dict) -> bool:
 def write_outputs(results: dict, out: str | Path) -> dict[str, Path]:
     """Write the JSON, the two plots and the markdown table under `out`; return their
     paths (chapter 6)."""
-    from ..io.checkpoint import save_json
+    from ..io.atomic import save_json
     from .plots import plot_adaptation, plot_learning_curves
 
     out = Path(out)
@@ -312,7 +312,7 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
         )
     paths = write_outputs(results, args.out)
     if args.ship:
-        from ..io.checkpoint import save_json
+        from ..io.atomic import save_json
 
         paths["shipped"] = save_json(args.ship, results)
     if args.readme:

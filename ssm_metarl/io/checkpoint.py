@@ -14,21 +14,16 @@ bad file fails with one line naming one of three kinds of failure:
   kind, a config that differs, missing or extra keys, other shapes or dtypes, NaN/inf
   values.
 
-A model and its ``.json`` card are saved as one unit
-(``save_checkpoint(..., card=...)``): the card carries the sha256 of the weights, both
-are written to temporary files first and then moved into place, and a card left one step
-behind by a kill is detected (and, when the killed save's card is still there,
-completed) on load. Stale temporary files of killed saves are removed by the next save.
+The error kinds and the checks that a file fits a model live in ``checkpoint_errors``
+(and are re-exported here, beside the loader that raises them). A model and its
+``.json`` card are saved as one unit (``save_checkpoint(..., card=...)``), written
+atomically by ``atomic``, which also checks the card on load.
 Taught in chapter 1 (``01_state_space_models``).
 """
 
 from __future__ import annotations
 
-import glob
-import hashlib
-import json
 import os
-import tempfile
 import warnings
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -37,6 +32,15 @@ from typing import Any, Mapping
 
 import torch
 
+from .atomic import check_card, write_atomically
+from .checkpoint_errors import (
+    CheckpointError,
+    DamagedCheckpointError,
+    UnsafeCheckpointError,
+    WrongCheckpointError,
+    check_config,
+    check_weights,
+)
 from .torchfile import inspect_torch_file
 
 __all__ = [
@@ -46,50 +50,17 @@ __all__ = [
     "DamagedCheckpointError",
     "WrongCheckpointError",
     "save_checkpoint",
-    "save_json",
     "load_checkpoint",
     "check_config",
     "check_weights",
-    "file_sha256",
-]
+]  # the errors and check_* live in checkpoint_errors
 
 FORMAT = "ssm_metarl.checkpoint"  # the marker in every shipped file; not a module path
 VERSION = 1
-CARD_HASH = "weights_sha256"  #: the card field holding the sha256 of its ``.pth``
-
-
-class CheckpointError(ValueError):
-    """A checkpoint file is missing, unsafe, damaged or wrong for its use. Defined in
-    chapter 1."""
-
-    category = "missing"
-
-
-class UnsafeCheckpointError(CheckpointError):
-    """The file's pickle imports a global that could run code; nothing was loaded
-    (chapter 1)."""
-
-    category = "unsafe"
-
-
-class DamagedCheckpointError(CheckpointError):
-    """The file is truncated, lacks or shortens a record, fails a checksum, or its card
-    names other weights (chapter 1)."""
-
-    category = "damaged"
-
-
-class WrongCheckpointError(CheckpointError):
-    """The file is intact but is not what the caller expects (format, kind, config,
-    keys, shapes, NaN/inf; chapter 1)."""
-
-    category = "wrong"
-
 
 _ERRORS = {
-    "unsafe": UnsafeCheckpointError,
-    "damaged": DamagedCheckpointError,
-    "wrong": WrongCheckpointError,
+    error.category: error
+    for error in (UnsafeCheckpointError, DamagedCheckpointError, WrongCheckpointError)
 }
 
 
@@ -146,118 +117,7 @@ def save_checkpoint(
         "state_dict": {k: v.detach().cpu().clone() for k, v in state_dict.items()},
         "extra": dict(extra or {}),
     }
-    if card is None:
-        return _commit([(path, _write_tmp(path, lambda f: torch.save(payload, f)))])
-    card_path = path.with_suffix(".json")
-    weights = _write_tmp(path, lambda f: torch.save(payload, f))
-    try:
-        text = (
-            json.dumps({**dict(card), CARD_HASH: file_sha256(weights)}, indent=1) + "\n"
-        )
-        card_tmp = _write_tmp(card_path, lambda f: f.write(text.encode()))
-    except BaseException:
-        _unlink(weights)
-        raise
-    return _commit([(path, weights), (card_path, card_tmp)])
-
-
-def save_json(path: str | os.PathLike, data: Mapping[str, Any]) -> Path:
-    """Write ``data`` as an indented JSON file atomically, like a checkpoint (a model's
-    ``.json`` card; chapter 3)."""
-    text = json.dumps(data, indent=1) + "\n"
-    path = Path(path)
-    return _commit([(path, _write_tmp(path, lambda f: f.write(text.encode())))])
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    """The sha256 of a file's bytes, as hex: what a card's ``weights_sha256`` holds
-    (chapter 3)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def _write_tmp(path: Path, write) -> str:
-    """Remove stale temporary files of ``path``, then call ``write(file)`` on a new one
-    beside it (fsynced)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    for stale in glob.glob(
-        os.path.join(
-            glob.escape(str(path.parent)), glob.escape(f".{path.name}.") + "*.tmp"
-        )
-    ):
-        pid = Path(stale).name[len(path.name) + 2 :].split(".")[0]
-        # a killed save's leftover
-        if not (pid.isdigit() and int(pid) != os.getpid() and _alive(int(pid))):
-            _unlink(stale)
-    fd, tmp = tempfile.mkstemp(
-        dir=path.parent, prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp"
-    )
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        # mkstemp creates the file readable by its owner only; give it the usual
-        # permissions
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-    except BaseException:
-        _unlink(tmp)
-        raise
-    return tmp
-
-
-def _commit(moves: list[tuple[Path, str]]) -> Path:
-    """Move each temporary file over its target, in order, and fsync the directory;
-    return the first target."""
-    done = 0
-    try:
-        for path, tmp in moves:
-            os.replace(tmp, path)
-            done += 1
-    finally:
-        if done == 0:  # nothing replaced yet: the old files stay a consistent pair
-            for _, tmp in moves:
-                _unlink(tmp)
-        else:  # the weights moved: finish the card too, so the pair stays in step
-            for path, tmp in moves[done:]:
-                os.replace(tmp, path)
-        _fsync_dir(moves[0][0].parent)
-    return moves[0][0]
-
-
-def _fsync_dir(directory: Path) -> None:
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:  # e.g. a platform without directory handles
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:
-        return True
-    return True
-
-
-def _unlink(name: str) -> None:
-    try:
-        os.unlink(name)
-    except FileNotFoundError:
-        pass
+    return write_atomically(path, lambda f: torch.save(payload, f), card=card)
 
 
 def load_checkpoint(
@@ -281,7 +141,7 @@ def load_checkpoint(
     problem = inspect_torch_file(path)
     if problem is not None:
         raise _ERRORS[problem[0]](f"{path}: {problem[1]}")
-    _check_card(path)
+    check_card(path)
     try:
         # torch warns about the pickle protocol of foreign files
         with warnings.catch_warnings():
@@ -345,108 +205,6 @@ def load_checkpoint(
     return Checkpoint(
         payload["kind"], payload["config"], payload["state_dict"], payload["extra"]
     )
-
-
-def _check_card(path: Path) -> None:
-    """If ``path``'s ``.json`` card records a sha256, the file must match it (a killed
-    save may have left the card one step behind; if that save's own card is still beside
-    it, the save is completed)."""
-    card = path.with_suffix(".json")
-    if path.suffix != ".pth" or not card.is_file():
-        return
-    try:
-        data = json.loads(card.read_text())
-    # cards are written atomically: this is damage
-    except (ValueError, UnicodeDecodeError) as bad:
-        raise DamagedCheckpointError(
-            f"{card}: the model's card is not a JSON object ({bad})"
-        ) from None
-    want = data.get(CARD_HASH) if isinstance(data, dict) else None
-    if want is None:
-        # no card of ours, or one without a hash (written by hand or by an older
-        # version)
-        return
-    have = file_sha256(path)
-    if have == want:
-        return
-    for pending in sorted(path.parent.glob(glob.escape(f".{card.name}.") + "*.tmp")):
-        try:
-            if json.loads(pending.read_text()).get(CARD_HASH) == have:
-                # the killed save had written this card: complete it
-                os.replace(pending, card)
-                _fsync_dir(path.parent)
-                return
-        except (OSError, ValueError, AttributeError):
-            continue
-    raise DamagedCheckpointError(
-        f"{path}: its card {card.name} describes other weights (sha256 {want[:12]}..., "
-        "the "
-        f"file has {have[:12]}...): a save was interrupted or one file was replaced; "
-        "restore both files together or re-run the card's command"
-    )
-
-
-def check_config(
-    found: Mapping[str, Any], expected: Mapping[str, Any], *, source: str = "checkpoint"
-) -> None:
-    """Raise :class:`WrongCheckpointError` naming the first field where ``found``
-    differs from ``expected`` (chapter 1)."""
-    for key, want in expected.items():
-        if key not in found:
-            raise WrongCheckpointError(
-                f"{source}: checkpoint config has no {key!r}, model expects "
-                f"{key}={want!r}"
-            )
-        if found[key] != want:
-            raise WrongCheckpointError(
-                f"{source}: checkpoint has {key}={found[key]!r}, model expects {want!r}"
-            )
-    unknown = sorted(set(found) - set(expected))
-    if unknown:
-        raise WrongCheckpointError(
-            f"{source}: checkpoint config has unknown fields {unknown}"
-        )
-
-
-def check_weights(
-    found: Mapping[str, Any],
-    expected: Mapping[str, torch.Tensor],
-    *,
-    source: str = "checkpoint",
-) -> None:
-    """Raise :class:`WrongCheckpointError` unless ``found`` has exactly ``expected``'s
-    keys, shapes and dtypes.
-
-    The message names the keys (with their shapes) that are missing, extra or different,
-    so nothing is silently cast (int64 or complex weights into a float32 model).
-    Chapter 1.
-    """
-
-    def shape(t):
-        return tuple(t.shape) if isinstance(t, torch.Tensor) else type(t).__name__
-
-    missing = [f"{k} {shape(v)}" for k, v in expected.items() if k not in found]
-    extra = [f"{k} {shape(v)}" for k, v in found.items() if k not in expected]
-    if missing or extra:
-        raise WrongCheckpointError(
-            f"{source}: weights do not fit the model: missing {missing or 'none'}, "
-            f"unexpected {extra or 'none'}"
-        )
-    for key, want in expected.items():
-        got = found[key]
-        if not isinstance(got, torch.Tensor) or got.shape != want.shape:
-            raise WrongCheckpointError(
-                f"{source}: weights do not fit the model: {key} is {shape(got)} in the "
-                "file, "
-                f"{shape(want)} in the model"
-            )
-        if got.dtype != want.dtype:
-            raise WrongCheckpointError(
-                f"{source}: weights do not fit the model: {key} has dtype {got.dtype} "
-                "in the "
-                f"file, {want.dtype} in the model (convert the file's weights "
-                "explicitly)"
-            )
 
 
 # exact types: numpy's float64 subclasses float but won't load

@@ -23,7 +23,8 @@ from typing import Any, Callable
 import numpy as np
 
 from ..cartpole.tasks import TaskDistribution, get_family
-from ..io.checkpoint import load_checkpoint, save_checkpoint, save_json
+from ..io.atomic import save_json
+from ..io.checkpoint import load_checkpoint, save_checkpoint
 from ..meta.maml_rl import TEST_SEED, _seed, held_out_tasks
 from ..models.ssm import StateSpaceModel
 from ..report.stats import Estimate, bootstrap_ci

@@ -76,6 +76,7 @@ from .meta.maml_rl import (
 )
 from .meta.sine import SINE_TEST_SEED, SineConfig, SineTasks, sine_errors, train_sine
 from .meta.training import MetaRunState, MetaTrainResult, meta_epoch, meta_train
+from .models.linear_recurrence import discretize, parallel_scan
 from .models.policy import (
     CallablePolicy,
     LinearPolicy,
@@ -88,13 +89,8 @@ from .models.policy import (
     policy_log_probs,
     select_actions,
 )
-from .models.s4d import (
-    DiagonalSSM,
-    DiagonalSSMConfig,
-    discretize,
-    forward_backward_variants,
-    parallel_scan,
-)
+from .models.s4d import DiagonalSSM, DiagonalSSMConfig
+from .models.s4d_speed import forward_backward_variants
 from .models.ssm import SSMConfig, StateSpaceModel, balancing_ssm
 from .report.stats import VERDICTS, Estimate, bootstrap_ci, difference_ci, verdict
 from .report.timing import speedup, time_interleaved, time_rounds, torch_threads

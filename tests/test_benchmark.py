@@ -58,7 +58,7 @@ def test_available_lists_exactly_the_bench_functions():
 
 
 def test_forward_backward_variants_compute_the_same_output():
-    from ssm_metarl.models.s4d import forward_backward_variants
+    from ssm_metarl.models.s4d_speed import forward_backward_variants
 
     variants = forward_backward_variants(2, 3, 4, 33, names=("loop", "plain scan", "scan", "fft"))
     outputs = {name: run() for name, run in variants.items()}

@@ -56,7 +56,8 @@ def bench_ssm(args) -> dict:
     ratio, 95% bootstrap CI over rounds), and the largest difference between the modes'
     outputs. Chapter 1 (``01_state_space_models``) explains it.
     """
-    from ..models.s4d import SCAN_CHUNK, forward_backward_variants
+    from ..models.s4d import SCAN_CHUNK
+    from ..models.s4d_speed import forward_backward_variants
 
     # sizes: chapter 6's speed section shrinks them
     batch, channels, rounds = 16, 32, getattr(args, "rounds", 5)

@@ -1,108 +1,36 @@
-"""Chapter 1's linear SSM: discretisation, the parallel scan and a diagonal SSM layer
-(S4D / LRU style).
+"""Chapter 1's diagonal SSM layer (S4D / LRU style), computed three ways: recurrence,
+chunked scan and FFT convolution.
 
-Taught in chapter 1 (`book/01_state_space_models.md`).
+It is built from the linear recurrence's tools in `linear_recurrence` (`discretize`,
+`parallel_scan`); `s4d_speed` times its modes. Taught in chapter 1
+(`book/01_state_space_models.md`).
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 from torch import nn
 
 from ..io.validation import check_choice, check_int, check_positive
+from .linear_recurrence import (
+    DISCRETIZATIONS,
+    as_complex,
+    discretize,
+    parallel_scan,
+    powers_of,
+    real_part_of_product,
+    real_times_complex,
+)
 
-__all__ = [
-    "discretize",
-    "parallel_scan",
-    "DiagonalSSMConfig",
-    "DiagonalSSM",
-    "DISCRETIZATIONS",
-    "COMPUTE_MODES",
-    "SCAN_CHUNK",
-    "forward_backward_variants",
-]
+__all__ = ["DiagonalSSMConfig", "DiagonalSSM", "COMPUTE_MODES", "SCAN_CHUNK"]
 
-DISCRETIZATIONS = ("zoh", "bilinear")  #: valid `method` values of `discretize`
 #: the three ways `DiagonalSSM` computes its output
 COMPUTE_MODES = ("recurrence", "scan", "fft")
 #: default chunk length of `DiagonalSSM`'s `"scan"` mode (1 = the plain scan)
 SCAN_CHUNK = 64
-
-
-def discretize(
-    A: torch.Tensor, B: torch.Tensor, dt, method: str = "zoh"
-) -> tuple[torch.Tensor, torch.Tensor]:
-    r"""Discretise the diagonal continuous SSM $x' = A x + B u$ with step `dt`.
-
-    Returns $(\bar A, \bar B)$ of the recurrence $x_k = \bar A x_{k-1} + \bar B u_k$.
-    `A` is the diagonal of the state matrix, real or complex, shape (..., N); `B` and
-    `dt` broadcast against it (`dt` may be a float or, e.g., one step per channel of
-    shape (H, 1)).
-
-    - `"zoh"` (zero-order hold, exact when `u` is constant over each step):
-      $\bar A = e^{\Delta A}$, $\bar B = (e^{\Delta A} - 1) A^{-1} B$.
-    - `"bilinear"` (the trapezoid rule, Tustin's method):
-      $\bar A = (1 + \Delta A/2)/(1 - \Delta A/2)$,
-      $\bar B = \Delta B/(1 - \Delta A/2)$.
-
-    Both map $\mathrm{Re}\,A < 0$ to $|\bar A| < 1$: a stable continuous system stays
-    stable for every step size. Taught in chapter 1 (`01_state_space_models`).
-    """
-    check_choice("method", method, DISCRETIZATIONS)
-    dt = torch.as_tensor(dt, dtype=A.real.dtype, device=A.device)
-    if not bool(((dt > 0) & torch.isfinite(dt)).all()):
-        raise ValueError(
-            f"dt must be finite and positive, got min {dt.min().item():g}, max "
-            f"{dt.max().item():g}"
-        )
-    dtA = dt * A
-    if method == "zoh":
-        if bool((A == 0).any()):
-            raise ValueError(
-                "zoh needs every A != 0 (B-bar divides by A); use method='bilinear' "
-                "for A = 0"
-            )
-        # expm1, not exp(.) - 1: for small dt*A the subtraction would cancel most digits
-        return torch.exp(dtA), torch.expm1(dtA) / A * B
-    return (1 + dtA / 2) / (1 - dtA / 2), dt * B / (1 - dtA / 2)
-
-
-def parallel_scan(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    r"""Every state of $x_t = a\,x_{t-1} + b_t$ (with $x_{-1} = 0$) in log-depth.
-
-    `b` has shape (B, L, ...), time on dim 1; `a` is constant in time and broadcasts
-    against `b[:, 0]`. Returns the states, shaped like `b`.
-
-    Recursive doubling (the work-efficient scan of Blelloch 1990): two steps of the
-    recurrence are one step of a recurrence with $a^2$,
-    $x_{2i+1} = a^2 x_{2i-1} + (a\,b_{2i} + b_{2i+1})$. So we pair up neighbours, solve
-    the half-length problem for the odd positions, and fill in each even position from
-    its left neighbour, $x_{2i} = a\,x_{2i-1} + b_{2i}$. Each level is a handful of
-    elementwise operations over the whole sequence; there are $\log_2 L$ levels. Taught
-    in chapter 1 (`01_state_space_models`).
-    """
-    if not isinstance(b, torch.Tensor) or b.dim() < 2 or b.shape[1] == 0:
-        raise ValueError(
-            "b must be a tensor of shape (B, L, ...) with L >= 1, got "
-            f"{getattr(b, 'shape', b)!r}"
-        )
-    length = b.shape[1]
-    if length == 1:
-        return b
-    if length % 2:  # a zero input appended at the end changes no earlier state
-        return parallel_scan(a, torch.cat([b, torch.zeros_like(b[:, :1])], dim=1))[
-            :, :length
-        ]
-    even, odd = b[:, 0::2], b[:, 1::2]
-    x_odd = parallel_scan(a * a, a * even + odd)  # x_1, x_3, x_5, ...
-    # x_0, x_2, ...
-    x_even = torch.cat([even[:, :1], even[:, 1:] + a * x_odd[:, :-1]], dim=1)
-    # interleave back to x_0, x_1, ...
-    return torch.stack([x_even, x_odd], dim=2).flatten(1, 2)
 
 
 @dataclass(frozen=True)
@@ -227,12 +155,12 @@ class DiagonalSSM(nn.Module):
         $K_{aT+b} = \mathrm{Re}\sum_n (C_n \bar B_n \bar A_n^{aT})\,\bar A_n^{b}$, one
         (L/T, N) @ (N, T) matrix product per channel from two small tables of powers.
         """
-        A_bar, B_bar, C = _as_complex(*self.discrete())
+        A_bar, B_bar, C = as_complex(*self.discrete())
         block = math.isqrt(length - 1) + 1  # T >= sqrt(L), so L/T <= T
         blocks = -(-length // block)
         # (H, N, L/T)
-        coarse = (C * B_bar)[..., None] * _powers(A_bar, torch.arange(blocks) * block)
-        fine = _powers(A_bar, torch.arange(block))  # (H, N, T)
+        coarse = (C * B_bar)[..., None] * powers_of(A_bar, torch.arange(blocks) * block)
+        fine = powers_of(A_bar, torch.arange(block))  # (H, N, T)
         # (H, L/T, T): row a, column b holds K_{aT+b}
         K = (coarse.transpose(1, 2) @ fine).real
         return K.flatten(1)[:, :length].T
@@ -352,7 +280,7 @@ class DiagonalSSM(nn.Module):
         """
         self._check_sequence(u)
         chunk = check_int("chunk", chunk)
-        A_bar, B_bar, C = _as_complex(*self.discrete())
+        A_bar, B_bar, C = as_complex(*self.discrete())
         batch, length, H = u.shape
         # one chunk at most: a longer one would only add zeros
         chunk = min(int(chunk), length)
@@ -368,7 +296,7 @@ class DiagonalSSM(nn.Module):
             .reshape(H, batch * chunks, chunk)
         )
         # A_bar^0 ... A_bar^T, (H, N, T+1)
-        powers = _powers(A_bar, torch.arange(chunk + 1, device=u.device))
+        powers = powers_of(A_bar, torch.arange(chunk + 1, device=u.device))
 
         # K_0 ... K_{T-1}, (H, T)
         taps = ((C * B_bar)[..., None] * powers[..., :chunk]).sum(1).real
@@ -379,7 +307,7 @@ class DiagonalSSM(nn.Module):
 
         # A_bar^{T-1-r} B_bar, (H, N, T)
         into_end = B_bar[..., None] * powers[..., :chunk].flip(-1)
-        ends = _real_times_complex(rows, into_end.mT)  # (H, B*M, N)
+        ends = real_times_complex(rows, into_end.mT)  # (H, B*M, N)
         ends = parallel_scan(
             powers[..., chunk], ends.reshape(H, batch, chunks, -1).permute(1, 2, 0, 3)
         )
@@ -387,7 +315,7 @@ class DiagonalSSM(nn.Module):
         starts = torch.cat([torch.zeros_like(ends[:, :1]), ends[:, :-1]], dim=1)
 
         from_start = C[..., None] * powers[..., 1:]  # C A_bar^{s+1}, (H, N, T)
-        carried = _real_part_of_product(
+        carried = real_part_of_product(
             starts.permute(2, 0, 1, 3).reshape(H, batch * chunks, -1), from_start
         )
         y = (
@@ -396,91 +324,3 @@ class DiagonalSSM(nn.Module):
             .permute(1, 2, 0)[:, :length]
         )
         return y + self.D * u[:, :length]
-
-
-def _as_complex(*tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
-    """Real tensors promoted to complex (at least complex64), so one code path serves
-    both."""
-    return tuple(t.to(torch.promote_types(t.dtype, torch.complex64)) for t in tensors)
-
-
-# The two products below run as one real matrix product on interleaved (real, imaginary)
-# pairs, rather than promoting the big real operand to complex (twice the memory) or
-# multiplying strided .real/.imag views (which batched matmul and its backward copy one
-# batch entry at a time).
-def _real_times_complex(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-    """`x @ w` for real `x` (..., R, K) and complex `w` (..., K, M): complex (..., R,
-    M)."""
-    # (..., K, 2M): re, im interleaved
-    pairs = torch.view_as_real(w).reshape(*w.shape[:-1], -1)
-    return torch.view_as_complex((x @ pairs).reshape(*x.shape[:-1], -1, 2))
-
-
-def _real_part_of_product(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-    """`Re(x @ w)` for complex `x` (..., R, K) and `w` (..., K, M): real (..., R, M)."""
-    # Re(x w) = x_re w_re - x_im w_im, as one product of width 2K
-    # (..., 2K, M)
-    rows = torch.stack([w.real, -w.imag], dim=-2).reshape(
-        *w.shape[:-2], -1, w.shape[-1]
-    )
-    return torch.view_as_real(x).reshape(*x.shape[:-1], -1) @ rows
-
-
-def _powers(A_bar: torch.Tensor, exponents: torch.Tensor) -> torch.Tensor:
-    """`A_bar` (H, N), complex, raised to each integer exponent (K,): shape (H, N,
-    K)."""
-    # exp(k log A_bar): every power at once, with no chain of products to wait on
-    return torch.exp(
-        torch.log(A_bar)[..., None] * exponents.to(A_bar.device, A_bar.real.dtype)
-    )
-
-
-#: The variants `forward_backward_variants` times: name -> keyword arguments of
-#: `DiagonalSSM.forward`.
-TIMED_VARIANTS = {
-    "loop": dict(mode="recurrence"),
-    "plain scan": dict(mode="scan", chunk=1),
-    "scan": dict(mode="scan"),
-    "fft": dict(mode="fft"),
-}
-
-
-def forward_backward_variants(
-    batch: int,
-    channels: int,
-    state_dim: int,
-    length: int,
-    seed: int = 0,
-    names=("loop", "plain scan", "scan", "fft", "fft floor"),
-) -> dict[str, Callable[[], torch.Tensor]]:
-    """Zero-argument functions, one per variant, each running one forward + backward
-    pass of a seeded `DiagonalSSM` on the same seeded input (B, L, H); pass them to
-    `ssm_metarl.report.timing.time_rounds`. Each returns the layer's output (detached).
-
-    `"loop"`, `"plain scan"`, `"scan"` and `"fft"` are `TIMED_VARIANTS`. `"fft floor"`
-    runs only the three length-2L FFTs over all B x H sequences that any FFT
-    convolution's forward and backward pass needs (the input's transform, the product's
-    inverse transform, the output gradient's transform): no FFT mode can beat it. Taught
-    in chapter 1 (`01_state_space_models`).
-    """
-    layer = DiagonalSSM(channels, state_dim, seed=seed)
-    u = torch.randn(
-        batch, length, channels, generator=torch.Generator().manual_seed(seed)
-    )
-    rows = u.transpose(1, 2).contiguous()  # one row per (sequence, channel)
-
-    def run(options):
-        layer.zero_grad(set_to_none=True)
-        y = layer(u, **options)
-        y.square().mean().backward()
-        return y.detach()
-
-    def floor():
-        spectrum = torch.fft.rfft(rows, n=2 * length)
-        return torch.fft.rfft(torch.fft.irfft(spectrum, n=2 * length))
-
-    variants = {
-        name: (lambda o=options: run(o)) for name, options in TIMED_VARIANTS.items()
-    }
-    variants["fft floor"] = floor
-    return {name: variants[name] for name in names}

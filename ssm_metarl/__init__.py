@@ -94,14 +94,9 @@ from .models.s4d_speed import forward_backward_variants
 from .models.ssm import SSMConfig, StateSpaceModel, balancing_ssm
 from .report.stats import VERDICTS, Estimate, bootstrap_ci, difference_ci, verdict
 from .report.timing import speedup, time_interleaved, time_rounds, torch_threads
-from .rl.loops import (
-    PPOConfig,
-    ReinforceConfig,
-    TrainResult,
-    ValueNet,
-    train_ppo,
-    train_reinforce,
-)
+from .rl.batches import stratified_tasks
+from .rl.configs import PPOConfig, ReinforceConfig
+from .rl.loops import TrainResult, ValueNet, train_ppo, train_reinforce
 from .rl.losses import (
     UpdateGuard,
     batch_baseline,
@@ -191,6 +186,7 @@ __all__ = [
     "ValueNet",
     "train_ppo",
     "train_reinforce",
+    "stratified_tasks",
     "METHODS",
     "MetaMAML",
     "MetaStep",

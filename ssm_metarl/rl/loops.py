@@ -1,33 +1,35 @@
 """The REINFORCE and PPO training loops (CleanRL style): one readable loop each, every
-setting in a config.
+setting in a config (`ssm_metarl.rl.configs`).
 
-Both loops can weigh every task equally (`balance_tasks=True`). Unbalanced (the
-default), advantages are standardised over the whole batch and the loss is the mean over
-all played steps, so a task counts as much as the steps it played: on a mix of tasks,
-the ones the policy already balances (500-step episodes) drown out the ones where it
-falls at once (10-step episodes), and the tasks with the largest returns set the
-advantages' scale. Balanced, advantages are standardised within each task's episodes and
-the loss is each task's mean over its own steps, averaged over tasks
+Each iteration plays a batch (`ssm_metarl.rl.batches`), turns it into advantages, takes
+guarded policy steps, logs a row, and asks its `StopRule` (`ssm_metarl.rl.stopping`)
+whether the run is over. Both loops can weigh every task equally (`balance_tasks=True`).
+Unbalanced (the default), advantages are standardised over the whole batch and the loss
+is the mean over all played steps, so a task counts as much as the steps it played: on a
+mix of tasks, the ones the policy already balances (500-step episodes) drown out the
+ones where it falls at once (10-step episodes), and the tasks with the largest returns
+set the advantages' scale. Balanced, advantages are standardised within each task's
+episodes and the loss is each task's mean over its own steps, averaged over tasks
 (`ssm_metarl.rl.losses.masked_mean` with `n_tasks`): every task pulls with the same
 weight. With one task, or tasks that played equally many steps with the same advantage
 statistics, the two are the same. Taught in chapter 2 (`book/02_cartpole_tasks.md`);
-balancing in chapter 4.
+balancing, sampling by world and selection on validation in chapter 4.
 """
 
 from __future__ import annotations
 
-import time
 from dataclasses import asdict, dataclass, field
 from typing import Sequence
 
+import numpy as np
 import torch
 from torch import nn
 
-from ..cartpole.rollout import collect, evaluate
 from ..cartpole.tasks import CartPoleTask
-from ..io.validation import check_choice, check_int, check_positive, check_unit_interval
 from ..models.policy import policy_log_probs
 from ..report.progress import log_row, progress_bar
+from .batches import play_batch, world_returns
+from .configs import PPOConfig, ReinforceConfig
 from .losses import (
     UpdateGuard,
     batch_baseline,
@@ -39,19 +41,9 @@ from .losses import (
     reinforce_loss,
     value_loss,
 )
+from .stopping import StopRule, Validate
 
-__all__ = [
-    "ValueNet",
-    "ReinforceConfig",
-    "PPOConfig",
-    "TrainResult",
-    "train_reinforce",
-    "train_ppo",
-    "BASELINES",
-]
-
-#: What `ReinforceConfig` may subtract from the returns-to-go.
-BASELINES = ("batch", "learned", "none")
+__all__ = ["ValueNet", "TrainResult", "train_reinforce", "train_ppo"]
 
 
 class ValueNet(nn.Module):
@@ -76,118 +68,10 @@ class ValueNet(nn.Module):
         return self.net(obs).squeeze(-1) * self.scale
 
 
-#
-#
-#
-# --------------------------------------------------------------------------------------
-# Training loops
-# --------------------------------------------------------------------------------------
-
-
-def _validate_config(cfg) -> None:
-    """Reject settings that would silently train nothing or diverge, naming the
-    field."""
-    owner = type(cfg).__name__
-    for name in (
-        "episodes_per_iter",
-        "max_iters",
-        "eval_episodes",
-        "epochs",
-        "critic_steps",
-        "episodes_per_task",
-    ):
-        if hasattr(cfg, name):
-            check_int(f"{owner}.{name}", getattr(cfg, name))
-    for name in ("lr", "critic_lr", "max_seconds", "clip"):
-        if hasattr(cfg, name):
-            # inf: no time limit
-            check_positive(
-                f"{owner}.{name}", getattr(cfg, name), finite=(name != "max_seconds")
-            )
-    for name in ("gamma", "gae_lambda"):
-        if hasattr(cfg, name):
-            check_unit_interval(f"{owner}.{name}", getattr(cfg, name))
-    if cfg.episodes_per_iter % cfg.episodes_per_task:
-        raise ValueError(
-            f"{owner}.episodes_per_iter={cfg.episodes_per_iter} must be a multiple of "
-            f"episodes_per_task={cfg.episodes_per_task}"
-        )
-    if hasattr(cfg, "baseline"):
-        check_choice("baseline", cfg.baseline, BASELINES)
-
-
-@dataclass
-class ReinforceConfig:
-    """REINFORCE with a baseline. Defaults solve CartPole-v1 with the card's SSM in
-    seconds (chapter 2)."""
-
-    # episodes collected per update (spread over the training tasks)
-    episodes_per_iter: int = 16
-    gamma: float = 0.99  # discount of the return-to-go
-    lr: float = 5e-3  # Adam step size for the policy
-    # "batch" (mean return-to-go per time step), "learned" (ValueNet) or "none"
-    baseline: str = "batch"
-    critic_lr: float = 3e-3  # Adam step size for the learned baseline
-    normalize: bool = True  # standardise advantages over the batch
-    entropy_coef: float = 0.0  # bonus on the policy's entropy
-    max_grad_norm: float = 1.0  # gradient clipping (L2 norm over all parameters)
-    max_iters: int = 200  # stop after this many updates ...
-    # ... or once this many environment steps were played ...
-    max_env_steps: int | None = None
-    # ... or after this much wall time (not reproducible: depends on the machine) ...
-    max_seconds: float = 60.0
-    # ... or once greedy returns reach this (checked as below)
-    target_return: float | None = 475.0
-    # episodes of the greedy check (vector sim first, then real Gymnasium)
-    eval_episodes: int = 100
-    # run the check only when the batch's sampled mean return reaches this
-    eval_trigger: float = 450.0
-    # weigh every task equally: advantages and loss per task (module docstring)
-    balance_tasks: bool = False
-    # a batch plays episodes_per_iter / episodes_per_task tasks, this many episodes each
-    episodes_per_task: int = 1
-
-    def __post_init__(self):
-        _validate_config(self)
-
-
-@dataclass
-class PPOConfig:
-    """PPO-clip with GAE and a separate critic (`ValueNet`). Defined in chapter 2."""
-
-    # episodes collected per iteration (small batches: more updates per step)
-    episodes_per_iter: int = 8
-    # clipped policy steps on each batch (each one re-runs the SSM over the batch)
-    epochs: int = 2
-    gamma: float = 0.99
-    # GAE's lambda: 1 = Monte Carlo returns minus V, 0 = one-step TD errors
-    gae_lambda: float = 0.95
-    clip: float = 0.2  # PPO's epsilon
-    lr: float = 3e-3  # Adam step size for the policy
-    critic_lr: float = 3e-3  # Adam step size for the critic
-    # critic steps per batch (the critic is a cheap MLP on observations)
-    critic_steps: int = 10
-    entropy_coef: float = 0.0
-    max_grad_norm: float = 1.0
-    max_iters: int = 200
-    max_env_steps: int | None = None
-    max_seconds: float = 60.0
-    target_return: float | None = 475.0
-    eval_episodes: int = 100
-    eval_trigger: float = 450.0
-    # weigh every task equally: advantages and loss per task (module docstring)
-    balance_tasks: bool = False
-    # a batch plays episodes_per_iter / episodes_per_task tasks, this many episodes each
-    episodes_per_task: int = 1
-
-    def __post_init__(self):
-        _validate_config(self)
-
-
 @dataclass
 class TrainResult:
-    """What a training run did: per-iteration history, the update guard's counts and the
-    solve check (chapter 2)."""
+    """What a training run did: per-iteration history, the update guard's counts, the
+    solve check and, with a validation callback, the validation log (chapters 2, 4)."""
 
     algorithm: str
     config: dict
@@ -196,11 +80,15 @@ class TrainResult:
     history: dict[str, list] = field(default_factory=dict)
     skipped_updates: int = 0
     applied_updates: int = 0
-    # greedy mean >= target over eval_episodes real-Gymnasium episodes
+    # greedy mean >= target over eval_episodes real-Gymnasium episodes (or, with a
+    # validation callback, validation score >= target)
     solved: bool = False
     solved_at_seconds: float | None = None
     solved_at_steps: int | None = None
-    final_eval: dict | None = None  # the last real-Gymnasium check, if any
+    # the last real-Gymnasium check, if any (with validation: the best-scoring row)
+    final_eval: dict | None = None
+    # with a validation callback: iteration, env_steps and the callback's row
+    validation: dict[str, list] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -212,75 +100,6 @@ def _seeded_critic(seed: int) -> ValueNet:
     with torch.random.fork_rng():
         torch.manual_seed(seed)
         return ValueNet()
-
-
-def _episode_tasks(
-    tasks: Sequence[CartPoleTask], n: int, iteration: int, per_task: int = 1
-) -> tuple[list[CartPoleTask], int]:
-    """Spread `n` episodes over the tasks, `per_task` episodes each, rotating through
-    the tasks in their order when there are more tasks than the batch holds."""
-    tasks, k = list(tasks), n // per_task
-    if len(tasks) >= k:
-        start = (iteration * k) % len(tasks)
-        return [tasks[(start + i) % len(tasks)] for i in range(k)], per_task
-    if n % len(tasks):
-        raise ValueError(
-            f"episodes_per_iter={n} must be a multiple of the number of tasks "
-            f"({len(tasks)})"
-        )
-    return tasks, n // len(tasks)
-
-
-def _solve_check(policy, tasks, cfg, seed: int, result: TrainResult) -> bool:
-    """Greedy check: the vectorised simulator first (cheap), then real Gymnasium
-    episodes to confirm."""
-    tasks = list(tasks)
-    per_task = max(1, cfg.eval_episodes // len(tasks))
-    quick = evaluate(policy, tasks, per_task, seed=10_000 + seed)
-    if quick.mean < cfg.target_return:
-        return False
-    real = evaluate(policy, tasks, per_task, seed=20_000 + seed, backend="gymnasium")
-    result.final_eval = real.to_dict()
-    return real.mean >= cfg.target_return
-
-
-def _play(policy, tasks, cfg, seed: int, iteration: int):
-    """The iteration's batch of episodes, and `n_tasks` for balancing (None: every step
-    weighs the same)."""
-    ep_tasks, per_task = _episode_tasks(
-        tasks, cfg.episodes_per_iter, iteration, cfg.episodes_per_task
-    )
-    traj = collect(policy, ep_tasks, per_task, seed=seed * 100_003 + iteration)
-    return traj, (len(traj.tasks) if cfg.balance_tasks else None)
-
-
-def _done(
-    policy,
-    tasks,
-    cfg,
-    seed: int,
-    result: TrainResult,
-    start: float,
-    seconds: float,
-    env_steps: int,
-    mean_return: float,
-) -> bool:
-    """Solved (greedy, checked in real Gymnasium; recorded in `result`) or out of
-    budget."""
-    if (
-        cfg.target_return is not None
-        and mean_return >= cfg.eval_trigger
-        and _solve_check(policy, tasks, cfg, seed, result)
-    ):
-        result.solved, result.solved_at_seconds, result.solved_at_steps = (
-            True,
-            time.perf_counter() - start,
-            env_steps,
-        )
-        return True
-    return seconds >= cfg.max_seconds or (
-        cfg.max_env_steps is not None and env_steps >= cfg.max_env_steps
-    )
 
 
 def train_reinforce(
@@ -302,15 +121,13 @@ def train_reinforce(
         torch.optim.Adam(critic.parameters(), lr=cfg.critic_lr) if critic else None
     )
     guard, critic_guard = UpdateGuard(cfg.max_grad_norm), UpdateGuard(cfg.max_grad_norm)
-    result, start, env_steps = (
-        TrainResult("reinforce", asdict(cfg), seed),
-        time.perf_counter(),
-        0,
-    )
+    result = TrainResult("reinforce", asdict(cfg), seed)
+    stop = StopRule(tasks, cfg, seed, result)  # solved, or out of budget?
+    rng, env_steps = np.random.default_rng(seed), 0  # rng: task_sampling="by_world"
 
     for it in progress_bar(range(cfg.max_iters), enabled=progress, desc="REINFORCE"):
         # 1. Play a batch of episodes with the current policy (no gradients).
-        traj, n_tasks = _play(policy, tasks, cfg, seed, it)
+        traj, n_tasks = play_batch(policy, tasks, cfg, seed, it, rng)
         env_steps += traj.num_steps
         # 2. Returns-to-go, minus a baseline, give the advantages.
         returns = discounted_returns(traj.rewards, traj.mask, cfg.gamma)
@@ -333,22 +150,20 @@ def train_reinforce(
         ) - cfg.entropy_coef * masked_mean(entropy, traj.mask, n_tasks)
         guard.step(optimizer, loss, policy.parameters())
 
-        seconds = time.perf_counter() - start
-        mean_return = float(traj.returns.mean())
+        seconds, mean_return = stop.seconds(), float(traj.returns.mean())
         log_row(
             result.history,
             iteration=it,
             env_steps=env_steps,
             seconds=seconds,
             mean_return=mean_return,
+            **world_returns(traj, cfg),
             loss=float(loss.detach()),
             entropy=float(masked_mean(entropy.detach(), traj.mask)),
             grad_norm=guard.last_grad_norm,
         )
         # 4. Stop when solved (greedy, checked in real Gymnasium) or out of budget.
-        if _done(
-            policy, tasks, cfg, seed, result, start, seconds, env_steps, mean_return
-        ):
+        if stop.done(policy, it, env_steps, seconds, mean_return):
             break
     result.skipped_updates, result.applied_updates = (
         guard.skipped + critic_guard.skipped,
@@ -363,28 +178,30 @@ def train_ppo(
     config: PPOConfig | None = None,
     seed: int = 0,
     progress: bool = False,
+    validate: Validate | None = None,
 ) -> TrainResult:
     """Train `policy` on `tasks` with PPO-clip, GAE and a `ValueNet` critic.
 
     The critic is separate from the SSM (its output 2 is left unused) so that the policy
-    keeps exactly the model card's parameters. Defined in chapter 2
-    (`02_cartpole_tasks`).
+    keeps exactly the model card's parameters. `validate(policy) -> (score, row)`, if
+    given, runs every `validate_every` iterations in place of the greedy solve check
+    (`ssm_metarl.rl.stopping.StopRule`); with `keep="best"` the run ends with the
+    best-scoring weights. Defined in chapter 2 (`02_cartpole_tasks`); the validation
+    and the options for in-context training in chapter 4.
     """
     cfg = config or PPOConfig()
     critic = _seeded_critic(seed)
     optimizer = torch.optim.Adam(policy.parameters(), lr=cfg.lr)
     critic_opt = torch.optim.Adam(critic.parameters(), lr=cfg.critic_lr)
     guard, critic_guard = UpdateGuard(cfg.max_grad_norm), UpdateGuard(cfg.max_grad_norm)
-    result, start, env_steps = (
-        TrainResult("ppo", asdict(cfg), seed),
-        time.perf_counter(),
-        0,
-    )
+    result = TrainResult("ppo", asdict(cfg), seed)
+    stop = StopRule(tasks, cfg, seed, result, validate)  # solved, or out of budget?
+    rng, env_steps = np.random.default_rng(seed), 0  # rng: task_sampling="by_world"
 
     for it in progress_bar(range(cfg.max_iters), enabled=progress, desc="PPO"):
         # 1. Play a batch of episodes; collect() keeps the acting policy's
         # log-probabilities.
-        traj, n_tasks = _play(policy, tasks, cfg, seed, it)
+        traj, n_tasks = play_batch(policy, tasks, cfg, seed, it, rng)
         env_steps += traj.num_steps
         old_log_probs = traj.log_probs
         with torch.no_grad():
@@ -413,23 +230,23 @@ def train_ppo(
             )
             critic_guard.step(critic_opt, critic_loss, critic.parameters())
 
-        seconds = time.perf_counter() - start
-        mean_return = float(traj.returns.mean())
+        seconds, mean_return = stop.seconds(), float(traj.returns.mean())
         log_row(
             result.history,
             iteration=it,
             env_steps=env_steps,
             seconds=seconds,
             mean_return=mean_return,
+            **world_returns(traj, cfg),
             loss=float(policy_loss.detach()),
             entropy=float(masked_mean(entropy.detach(), traj.mask)),
             value_loss=float(critic_loss.detach()),
             grad_norm=guard.last_grad_norm,
         )
-        if _done(
-            policy, tasks, cfg, seed, result, start, seconds, env_steps, mean_return
-        ):
+        # 4. Stop when solved (greedy, or the validation score) or out of budget.
+        if stop.done(policy, it, env_steps, seconds, mean_return):
             break
+    stop.finish(policy)  # the last weights, or the best-validated ones (keep="best")
     result.skipped_updates, result.applied_updates = (
         guard.skipped + critic_guard.skipped,
         guard.applied,

@@ -10,6 +10,7 @@ import math
 import numbers
 
 import numpy as np
+import torch
 
 __all__ = [
     "check_int",
@@ -19,6 +20,7 @@ __all__ = [
     "check_bool",
     "check_range",
     "check_actions",
+    "check_model_input",
 ]
 
 
@@ -119,3 +121,25 @@ def check_actions(action, n: int | None = None):
             + ("" if n is None else f" at index {wrong[0]}")
         )
     return int(a) if n is None else a
+
+
+def check_model_input(name: str, x, weight: torch.Tensor, shape: str) -> None:
+    """A one-line error for a model input that is not a tensor, has another dtype than
+    the model's ``weight`` or is empty; ``shape`` (e.g. ``"(B, 4)"``) goes into the
+    message. Chapter 1.
+    """
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(
+            f"{name} must be a torch.Tensor of shape {shape}, got {type(x).__name__}; "
+            f"convert it with torch.as_tensor({name}, dtype={weight.dtype})"
+        )
+    if x.dtype != weight.dtype:
+        raise TypeError(
+            f"{name} has dtype {x.dtype} but the model's weights are {weight.dtype}; "
+            f"pass {name}.to({weight.dtype}) (or convert the model)"
+        )
+    if x.numel() == 0:
+        raise ValueError(
+            f"{name} is empty (shape {tuple(x.shape)}); pass at least one time step "
+            f"and one row: {shape}"
+        )

@@ -9,22 +9,14 @@ Taught in chapter 1 (`book/01_state_space_models.md`).
 
 from __future__ import annotations
 
-import functools
-import os
-from dataclasses import asdict, dataclass
-from pathlib import Path
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..io.checkpoint import (
-    WrongCheckpointError,
-    check_weights,
-    load_checkpoint,
-    save_checkpoint,
-)
-from ..io.validation import check_bool, check_int
+from ..io.validation import check_bool, check_int, check_model_input
+from .checkpointed import Checkpointed
 
 __all__ = ["SSMConfig", "StateSpaceModel", "Params", "balancing_ssm"]
 
@@ -51,18 +43,7 @@ class SSMConfig:
         check_bool("bounded", self.bounded)
 
 
-class _class_or_instance_method:
-    """Bind a method to the instance when called on one, to the class otherwise."""
-
-    def __init__(self, func):
-        self.func = func
-        functools.update_wrapper(self, func)
-
-    def __get__(self, obj, cls):
-        return functools.partial(self.func, cls if obj is None else obj)
-
-
-class StateSpaceModel(nn.Module):
+class StateSpaceModel(Checkpointed, nn.Module):
     r"""The model card's neural state space model.
 
     .. math::
@@ -81,8 +62,11 @@ class StateSpaceModel(nn.Module):
     like `named_parameters()`); weights with a leading task dimension n run every task's
     weights on its own inputs (n, B, ...) as batched matmuls (MAML, chapter 3).
 
-    Defined in chapter 1 (`01_state_space_models`).
+    It saves and loads as one checkpoint with its config (`save`, `load`, from
+    `Checkpointed`). Defined in chapter 1 (`01_state_space_models`).
     """
+
+    config_class = SSMConfig  # what `load` rebuilds the model from
 
     def __init__(
         self,
@@ -200,11 +184,11 @@ class StateSpaceModel(nn.Module):
         use it for teacher forcing and MAML.
         """
         p, per_task = self._weights(params)
-        _check_input(
+        check_model_input(
             "inputs", inputs, p["input_map.weight"], f"(..., B, T, {self.input_dim})"
         )
         if hidden is not None:
-            _check_input(
+            check_model_input(
                 "hidden", hidden, p["input_map.weight"], f"(..., B, {self.state_dim})"
             )
         if (
@@ -248,8 +232,10 @@ class StateSpaceModel(nn.Module):
         non-tensor, another dtype than the weights' or an empty batch is a one-line
         error.
         """
-        _check_input("x", x, self.input_map.weight, f"(B, {self.input_dim})")
-        _check_input("hidden", hidden, self.input_map.weight, f"(B, {self.state_dim})")
+        check_model_input("x", x, self.input_map.weight, f"(B, {self.input_dim})")
+        check_model_input(
+            "hidden", hidden, self.input_map.weight, f"(B, {self.state_dim})"
+        )
         if x.dim() != 2 or x.shape[-1] != self.input_dim:
             raise ValueError(
                 f"x must have shape (B, {self.input_dim}), got {tuple(x.shape)}"
@@ -266,7 +252,7 @@ class StateSpaceModel(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Run a whole sequence `xs` (B, T, input_dim) → (outputs (B, T, output_dim),
         final hidden): `outputs`."""
-        _check_input("xs", xs, self.input_map.weight, f"(B, T, {self.input_dim})")
+        check_model_input("xs", xs, self.input_map.weight, f"(B, T, {self.input_dim})")
         if xs.dim() != 3 or xs.shape[-1] != self.input_dim:
             raise ValueError(
                 f"xs must have shape (B, T, {self.input_dim}), got {tuple(xs.shape)}"
@@ -328,79 +314,6 @@ class StateSpaceModel(nn.Module):
                 if name in zero:
                     new[name][zero[name]] = 0.0
         return wide
-
-    def save(
-        self,
-        path: str | os.PathLike,
-        extra: dict | None = None,
-        card: dict | None = None,
-    ) -> Path:
-        """Save weights and config atomically (see `ssm_metarl.io.checkpoint`); with
-        `card`, also `PATH.json`, which records the weights' sha256 (the pair is one
-        unit)."""
-        return save_checkpoint(
-            path,
-            kind=type(self).__name__,
-            config=asdict(self.config),
-            state_dict=self.state_dict(),
-            extra=extra,
-            card=card,
-        )
-
-    @_class_or_instance_method
-    def load(
-        self_or_cls, path: str | os.PathLike, allow_nonfinite: bool = False
-    ) -> "StateSpaceModel":
-        """Load a checkpoint.
-
-        `StateSpaceModel.load(path)` builds and returns a new model from the saved
-        config. `model.load(path)` (the model card's form) loads in place after checking
-        that the saved config matches this model's, and returns the model. Every key,
-        shape and dtype must match (named in the error if not); NaN/inf weights are
-        refused unless `allow_nonfinite=True`.
-        """
-        if isinstance(self_or_cls, type):
-            ckpt = load_checkpoint(
-                path, kind=self_or_cls.__name__, allow_nonfinite=allow_nonfinite
-            )
-            try:
-                config = SSMConfig(**ckpt.config)
-            except (TypeError, ValueError) as exc:
-                raise WrongCheckpointError(
-                    f"{path}: checkpoint config does not fit SSMConfig ({exc})"
-                ) from None
-            model = self_or_cls(**asdict(config))
-        else:
-            model = self_or_cls
-            ckpt = load_checkpoint(
-                path,
-                kind=type(model).__name__,
-                expected_config=asdict(model.config),
-                allow_nonfinite=allow_nonfinite,
-            )
-        check_weights(ckpt.state_dict, model.state_dict(), source=str(path))
-        model.load_state_dict(ckpt.state_dict)
-        return model
-
-
-def _check_input(name: str, x, weight: torch.Tensor, shape: str) -> None:
-    """A one-line error for a non-tensor, a dtype other than the weights' or an empty
-    tensor."""
-    if not isinstance(x, torch.Tensor):
-        raise TypeError(
-            f"{name} must be a torch.Tensor of shape {shape}, got {type(x).__name__}; "
-            f"convert it with torch.as_tensor({name}, dtype={weight.dtype})"
-        )
-    if x.dtype != weight.dtype:
-        raise TypeError(
-            f"{name} has dtype {x.dtype} but the model's weights are {weight.dtype}; "
-            f"pass {name}.to({weight.dtype}) (or convert the model)"
-        )
-    if x.numel() == 0:
-        raise ValueError(
-            f"{name} is empty (shape {tuple(x.shape)}); pass at least one time step "
-            f"and one row: {shape}"
-        )
 
 
 def balancing_ssm(rule=(0.0, 0.0, 100.0, 50.0), seed: int = 0) -> StateSpaceModel:

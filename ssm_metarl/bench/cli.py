@@ -1,207 +1,38 @@
-"""Chapter 6's benchmark command and its outputs:
+"""Chapter 6's benchmark command:
 ``python -m ssm_metarl benchmark --protocol ... --out DIR``.
 
-Writes ``DIR/benchmark_results.json``, ``DIR/plots/adaptation_comparison.png``,
-``DIR/plots/learning_curves.png`` and ``DIR/tables/benchmark_results.md``, all from the
-run it just made, and (``--readme``) rewrites the README's marked results section from
-that JSON. Taught in chapter 6 (``06_benchmarks``).
+Runs the chosen protocols and writes ``DIR/benchmark_results.json``, its two plots and
+its table (:mod:`ssm_metarl.bench.results`), all from the run it just made; ``--merge``
+keeps the sections earlier runs measured, ``--ship`` writes a copy of the JSON and
+``--readme`` rewrites the README's marked results section. Every flag is checked before
+the protocols run (minutes to an hour): the paths, the merged files (JSON of the
+benchmark's shape, no README marker inside) and the README's markers. Taught in
+chapter 6 (``06_benchmarks``).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import platform
-import re
 import sys
 import time
-from pathlib import Path
 
-__all__ = [
-    "add_parsers",
-    "cmd_benchmark",
-    "write_outputs",
-    "results_markdown",
-    "update_readme",
-    "PROTOCOLS",
-    "SECTIONS",
-    "README_START",
-    "README_END",
-]
-
-#: What ``--protocol`` runs: ``card`` (the seed card's protocol on CartPole-v1),
-#: ``strong`` (card + held-out tasks, several seeds, PPO from scratch), ``peers``
-#: (Stable-Baselines3 PPO and DQN; the ``bench`` extra), ``speed`` (the ``bench`` speed
-#: ratios, small sizes) and ``family`` (SB3 on held-out goal tasks; ``bench`` extra).
-PROTOCOLS = ("card", "strong", "peers", "speed", "family")
-#: JSON sections each protocol writes (``--merge`` keeps an earlier run's sections this
-#: run did not measure).
-SECTIONS = {
-    "card": ("card",),
-    "strong": ("strong", "our_ppo"),
-    "peers": ("peers",),
-    "speed": ("speed",),
-    "family": ("family",),
-}
-README_START = (
-    "<!-- benchmark:start (rewritten by python -m ssm_metarl benchmark --readme; do "
-    "not edit) -->"
+from .results import (
+    OUTPUTS,
+    PROTOCOLS,
+    README_END,
+    README_START,
+    SECTIONS,
+    load_results,
+    results_markdown,
+    update_readme,
+    write_outputs,
 )
-README_END = "<!-- benchmark:end -->"
 
-
-def _fmt(e) -> str:
-    if e is None:
-        return "–"
-    if isinstance(e, dict) and "mean" in e:
-        if "low" in e:
-            return f"{e['mean']:.1f} [{e['low']:.1f}, {e['high']:.1f}]"
-        return f"{e['mean']:.1f} ± {e['std']:.1f}"
-    return str(e)
-
-
-def results_markdown(results: dict) -> str:
-    """The results as one markdown table per section (chapter 6): card rows, strong
-    rows, peers."""
-    lines = []
-    card = results.get("card")
-    if card:
-        lines += [
-            f"**Card protocol** ({card['what']})",
-            "",
-            "| row | card reported | measured (mean ± std) | 95% CI |",
-            "|---|---|---|---|",
-        ]
-        for row in card["rows"]:
-            lines.append(
-                f"| {row['name']} | {row['reported']} | {_fmt(row['std'])} | "
-                f"{_fmt(row['ci'])} |"
-            )
-        lines.append("")
-    strong = results.get("strong")
-    if strong:
-        lines += [
-            f"**Strong protocol** ({strong['what']})",
-            "",
-            "| agent | return [95% CI] | env steps used |",
-            "|---|---|---|",
-        ]
-        for row in strong["rows"]:
-            lines.append(
-                f"| {row['name']} | {_fmt(row['ci'])} | {row.get('env_steps', '–')} |"
-            )
-        lines.append("")
-    peers = results.get("peers")
-    if peers:
-        lines += [
-            "**CartPole-v1 to a greedy mean ≥ 475 over 100 episodes** "
-            f"({peers['library']}, {peers['hyperparameters']})",
-            "",
-            "| agent | solved | median env steps | median seconds | final return [95% "
-            "CI] |",
-            "|---|---|---|---|---|",
-        ]
-        summaries = dict(peers["summary"])
-        if results.get("our_ppo"):
-            summaries = {"our_ppo": results["our_ppo"]["summary"], **summaries}
-        for name, s in summaries.items():
-            steps, seconds = s["median_solve_steps"], s["median_solve_seconds"]
-            steps = "–" if steps is None else f"{steps:,.0f}"
-            seconds = "–" if seconds is None else f"{seconds:.1f}"
-            lines.append(
-                f"| {name} | {s['solved']}/{s['seeds']} | {steps} | {seconds} | "
-                f"{_fmt(s.get('final_return'))} |"
-            )
-        lines.append("")
-    family = results.get("family")
-    if family:
-        lines += [
-            f"**SB3 on held-out tasks** ({family['what']})",
-            "",
-            "| agent | return [95% CI] |",
-            "|---|---|",
-        ]
-        lines += [
-            f"| {row['name']} | {_fmt(row['ci'])} |" for row in family["rows"]
-        ] + [""]
-    speed = _speed_rows(results)
-    if speed:
-        lines += [
-            "**Speed** (how many times faster, measured side by side in one run; 95% "
-            "CI)",
-            "",
-            "| figure | ratio [95% CI] |",
-            "|---|---|",
-        ]
-        lines += [f"| {row['name']} | {_ratio(row['ratio'])} |" for row in speed] + [""]
-    return "\n".join(lines).rstrip() + "\n"
-
-
-def _ratio(r: dict) -> str:
-    if "low" in r:
-        return f"{r['mean']:.1f}× [{r['low']:.1f}, {r['high']:.1f}]"
-    return f"{r['mean']:.1f}× (no CI)"
-
-
-def _speed_rows(results: dict) -> list[dict]:
-    """The speed section's rows, then our PPO vs SB3's in time to solve (from the
-    peers sections)."""
-    from .speed_table import ppo_time_to_solve
-
-    rows = list((results.get("speed") or {}).get("rows", []))
-    ppo = ppo_time_to_solve(results)
-    return rows + [ppo] if ppo and rows else rows
-
-
-def update_readme(readme: str | Path, results: dict) -> bool:
-    """Rewrite the text between `README_START` and `README_END` with `results_markdown`
-    (chapter 6).
-
-    Returns True when the file changed. Raises ValueError when the markers are missing.
-    """
-    path = Path(readme)
-    text = path.read_text()
-    if README_START not in text or README_END not in text:
-        raise ValueError(
-            f"{path} has no benchmark section (the lines {README_START!r} and "
-            f"{README_END!r})"
-        )
-    body = results_markdown(results)
-    if results.get("command"):
-        body = f"Measured by `{results['command']}`.\n\n" + body
-    new = re.sub(
-        re.escape(README_START) + r".*?" + re.escape(README_END),
-        lambda _: README_START + "\n" + body + README_END,
-        text,
-        flags=re.S,
-    )
-    if new != text:
-        path.write_text(new)
-    return new != text
-
-
-def write_outputs(results: dict, out: str | Path) -> dict[str, Path]:
-    """Write the JSON, the two plots and the markdown table under `out`; return their
-    paths (chapter 6)."""
-    from ..io.atomic import save_json
-    from .plots import plot_adaptation, plot_learning_curves
-
-    out = Path(out)
-    (out / "plots").mkdir(parents=True, exist_ok=True)
-    (out / "tables").mkdir(parents=True, exist_ok=True)
-    paths = {
-        "json": out / "benchmark_results.json",
-        "adaptation": out / "plots" / "adaptation_comparison.png",
-        "curves": out / "plots" / "learning_curves.png",
-        "table": out / "tables" / "benchmark_results.md",
-    }
-    save_json(paths["json"], results)
-    paths["table"].write_text(results_markdown(results))
-    fig = plot_adaptation(results)
-    fig.savefig(paths["adaptation"], dpi=120, bbox_inches="tight")
-    fig = plot_learning_curves(results)
-    fig.savefig(paths["curves"], dpi=120, bbox_inches="tight")
-    return paths
+__all__ = ["add_parsers", "cmd_benchmark", "check_benchmark", "merge_earlier"]
+# the results file's names, importable from here as before
+_RESULTS = (OUTPUTS, README_END, README_START, load_results, results_markdown)
+_RESULTS += (PROTOCOLS, SECTIONS, update_readme, write_outputs)
 
 
 def cmd_benchmark(args: argparse.Namespace) -> int:
@@ -280,16 +111,35 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
         )
         results["seconds"]["family"] = round(time.perf_counter() - t, 1)
     results["seconds"]["total"] = round(time.perf_counter() - start, 1)
-    # sections measured by an earlier run, kept with that run's command
-    for path in args.merge or ():
-        earlier = load_results(path)
+    earlier = getattr(args, "merged", None)  # read by check_benchmark
+    if earlier is None:
+        earlier = [load_results(path) for path in args.merge or ()]
+    merge_earlier(results, earlier)
+    paths = write_outputs(results, args.out)
+    if args.ship:
+        from ..io.paths import write_file
+
+        paths["shipped"] = write_file(args.ship, paths["json"].read_bytes())
+    if args.readme:
+        update_readme(args.readme, results)
+    for path in paths.values():
+        print(path)
+    return 0
+
+
+def merge_earlier(results: dict, earlier_runs: list[dict]) -> dict:
+    """Add to ``results`` the sections of earlier runs it did not measure, each with the
+    command that measured it under ``results["merged"]``, in the order to rerun them
+    (chapter 6)."""
+    for earlier in earlier_runs:
         merged = results.setdefault("merged", {})
+        before_runs = earlier.get("merged") or {}
         for protocol in PROTOCOLS:
             for section in SECTIONS[protocol]:
                 if section in earlier and section not in results:
                     results[section] = earlier[section]
                     # merged into the earlier run: keep its origin
-                    before = earlier.get("merged", {}).get(section)
+                    before = before_runs.get(section)
                     if before:
                         merged[section] = before
                     elif all(
@@ -300,36 +150,62 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
                         # one entry per earlier run
                         merged[key] = {
                             "command": earlier.get("command"),
-                            "seconds": earlier.get("seconds", {}).get("total"),
+                            "seconds": (earlier.get("seconds") or {}).get("total"),
                         }
         # runs before the earlier run first, in its order: the rerun order
-        order = list(earlier.get("merged", {}))
+        order = list(before_runs)
         results["merged"] = dict(
             sorted(
                 merged.items(),
                 key=lambda kv: order.index(kv[0]) if kv[0] in order else len(order),
             )
         )
-    paths = write_outputs(results, args.out)
-    if args.ship:
-        from ..io.atomic import save_json
-
-        paths["shipped"] = save_json(args.ship, results)
-    if args.readme:
-        update_readme(args.readme, results)
-    for path in paths.values():
-        print(path)
-    return 0
+    return results
 
 
 def check_benchmark(args: argparse.Namespace) -> None:
-    from ..io.validation import check_int
+    """Every flag of ``benchmark``, before any protocol runs: numbers, ``--out``, the
+    ``--merge`` files (read here, once), ``--ship`` and ``--readme`` (chapter 6)."""
+    from pathlib import Path
 
-    check_int("threads", args.threads)
-    check_int("seeds", args.seeds)
-    check_int("peer_seeds", args.peer_seeds)
-    check_int("family_tasks", args.family_tasks)
-    check_int("family_budget", args.family_budget)
+    from ..io.paths import (
+        check_out_dir,
+        check_ship_file,
+        read_user_json,
+        read_user_text,
+    )
+    from ..io.validation import check_int
+    from .results import MARKER_PREFIX, check_readme_markers, check_results
+
+    for flag in ("threads", "seeds", "peer_seeds", "family_tasks", "family_budget"):
+        check_int(f"--{flag}", getattr(args, flag))
+    check_int("--ppo_timesteps", args.ppo_timesteps)
+    check_int("--seed", args.seed, minimum=0)
+    check_out_dir("--out", args.out, files=tuple(OUTPUTS.values()))
+    args.merged = []
+    for name in args.merge or ():
+        text = read_user_text("--merge", name)
+        if MARKER_PREFIX in text:  # it would end up in the README twice
+            raise ValueError(
+                f"--merge {name} holds a README benchmark marker ({MARKER_PREFIX!r}); "
+                "merge a benchmark_results.json, not a README"
+            )
+        earlier = read_user_json("--merge", name)
+        check_results(earlier, f"--merge {name}")
+        args.merged.append(earlier)
+    if args.ship:
+        args.ship = check_ship_file("--ship", args.ship)
+    if args.readme:
+        if MARKER_PREFIX in " ".join(args.argv or ()):
+            raise ValueError(
+                f"the command line holds {MARKER_PREFIX!r}; the README section quotes "
+                "the command, so it would carry a second marker"
+            )
+        check_readme_markers(read_user_text("--readme", args.readme), args.readme)
+        readme = check_ship_file("--readme", args.readme)
+        if args.ship and Path(args.ship).resolve() == readme.resolve():
+            raise ValueError("--ship and --readme name the same file; name two files")
+        args.readme = readme
 
 
 def add_parsers(sub) -> None:
@@ -405,15 +281,18 @@ def add_parsers(sub) -> None:
     bench.add_argument(
         "--ship",
         default=None,
-        help="also write the JSON here (e.g. models/benchmark_results.json)",
+        help=(
+            "also write the JSON here (e.g. models/benchmark_results.json); its "
+            "folder must exist; a link is followed and the file it points to replaced"
+        ),
     )
     bench.add_argument(
-        "--readme", default=None, help="rewrite this README's marked results section"
+        "--readme",
+        default=None,
+        help=(
+            "rewrite this README's results section (between its one start and one end "
+            "marker)"
+        ),
     )
     bench.add_argument("--quiet", action="store_true", help="no progress bar")
     bench.set_defaults(func=cmd_benchmark, check=check_benchmark)
-
-
-def load_results(path: str | Path) -> dict:
-    """A benchmark JSON (chapter 6)."""
-    return json.loads(Path(path).read_text())

@@ -54,28 +54,20 @@ from .io.checkpoint import (
     load_checkpoint,
     save_checkpoint,
 )
-from .meta.maml import (
-    METHODS,
-    MetaMAML,
-    MetaStep,
-    TaskBatchedLoss,
-    expand_params,
-    stack_params,
-)
-from .meta.maml_rl import (
+from .meta.evaluation import (
     TEST_SEED,
     AdaptationResult,
-    MetaRLConfig,
-    TaskPolicy,
     card_evaluation,
     evaluate_adaptation,
     held_out_tasks,
-    policy_gradient_loss,
-    task_batch,
     tune_inner_lr,
 )
+from .meta.maml import METHODS, MetaMAML, MetaStep
+from .meta.maml_rl import MetaRLConfig, TaskPolicy, policy_gradient_loss, task_batch
+from .meta.per_task import TaskBatchedLoss, expand_params, stack_params
+from .meta.run_state import MetaRunState
 from .meta.sine import SINE_TEST_SEED, SineConfig, SineTasks, sine_errors, train_sine
-from .meta.training import MetaRunState, MetaTrainResult, meta_epoch, meta_train
+from .meta.training import MetaTrainResult, meta_epoch, meta_train
 from .models.linear_recurrence import discretize, parallel_scan
 from .models.policy import (
     CallablePolicy,

@@ -6,8 +6,8 @@ over the package.
 :class:`~ssm_metarl.meta.sine.SineConfig`), so every default exists once, in its
 dataclass. Each family takes only its own flags: a CartPole flag given with
 ``--family sine`` (or the reverse) is an error, never silently reinterpreted. The model
-card's evaluation is :func:`ssm_metarl.meta.maml_rl.card_evaluation`. Every artifact's
-command is in its card; the book's appendix lists them all.
+card's evaluation is :func:`ssm_metarl.meta.evaluation.card_evaluation`. Every
+artifact's command is in its card; the book's appendix lists them all.
 
 Every argument is checked before any work starts (a subcommand's ``check`` default): a
 bad value, an unwritable ``--out`` or a resume file that does not fit is an argparse
@@ -101,7 +101,7 @@ def check_train(args: argparse.Namespace) -> None:
     out = _check_out(args.out)
     resume = out.with_suffix(".resume.pth")
     if args.family != "sine" and not args.no_resume and resume.exists():
-        from .meta.training import MetaRunState
+        from .meta.run_state import MetaRunState
         from .models.ssm import StateSpaceModel
 
         with torch.random.fork_rng():
@@ -227,7 +227,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 def _train_rl(args: argparse.Namespace, out):
     import torch
 
-    from .meta.maml_rl import card_evaluation
+    from .meta.evaluation import card_evaluation
     from .meta.training import meta_train
     from .models.ssm import StateSpaceModel
 

@@ -196,7 +196,7 @@ def test_in_context_artifact_matches_its_card():
     model = StateSpaceModel.load(path)  # also checks the card's weights_sha256
     assert card["parameters"] == sum(p.numel() for p in model.parameters()) == 6744
     assert card["train_config"]["unbalanced"] is False
-    from ssm_metarl.meta.maml_rl import TEST_SEED
+    from ssm_metarl.meta.evaluation import TEST_SEED
     tasks = [CartPoleTask(flip=f) for f in (False, True)] * 24
     result = evaluate_in_context(model, tasks, 5, seed=TEST_SEED + 1, greedy=True)
     np.testing.assert_allclose(result.returns, card["evaluation"]["default"]["greedy"]["returns"])

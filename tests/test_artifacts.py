@@ -79,7 +79,7 @@ def test_load_or_train_loads_when_present_and_trains_and_says_so_when_absent(tmp
 
 
 def test_flip_cards_do_not_call_their_two_tasks_held_out():
-    from ssm_metarl.meta.maml_rl import evaluation_split
+    from ssm_metarl.meta.evaluation import evaluation_split
     from ssm_metarl.cartpole.tasks import get_family
 
     for name in ("cartpole_flip_maml", "cartpole_flip_multitask"):

@@ -123,7 +123,7 @@ def test_shipped_sine_models_reproduce_their_cards(method):
 
 def test_shipped_maml_policy_reproduces_its_cards_unadapted_returns():
     """Re-measure the card's 'before adaptation' column: same tasks, same seeds, same numbers."""
-    from ssm_metarl.meta.maml_rl import TEST_SEED, held_out_tasks
+    from ssm_metarl.meta.evaluation import TEST_SEED, held_out_tasks
     from ssm_metarl.cartpole.rollout import collect
     from ssm_metarl.cartpole.tasks import get_family
 

@@ -7,7 +7,8 @@ import torch
 from torch import nn
 
 from ssm_metarl import StateSpaceModel
-from ssm_metarl.meta.maml import MetaMAML, unroll
+from ssm_metarl.meta.maml import MetaMAML
+from ssm_metarl.meta.per_task import unroll
 from ssm_metarl.meta.sine import SineConfig, SineTasks, mse_loss, sine_errors, sine_model, train_sine
 
 
@@ -206,7 +207,8 @@ def test_sine_maml_improves_post_update_error_over_a_short_run():
 # ---------------------------------------------------------------------------------------------
 # The fast (batched-matmul) SSM path and MAML-RL
 # ---------------------------------------------------------------------------------------------
-from ssm_metarl.meta.maml_rl import MetaRLConfig, evaluate_adaptation, policy_gradient_loss
+from ssm_metarl.meta.evaluation import evaluate_adaptation
+from ssm_metarl.meta.maml_rl import MetaRLConfig, policy_gradient_loss
 from ssm_metarl.meta.training import meta_train
 from ssm_metarl.models.policy import SSMPolicy, TaskBatchedPolicy
 from ssm_metarl.cartpole.rollout import collect

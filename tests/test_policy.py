@@ -99,7 +99,8 @@ def test_as_policy_explains_what_it_needs():
 
 
 def test_an_rl2_policy_trains_with_balanced_reinforce_and_meta_trains():
-    from ssm_metarl.meta.maml_rl import MetaRLConfig, evaluate_adaptation
+    from ssm_metarl.meta.evaluation import evaluate_adaptation
+    from ssm_metarl.meta.maml_rl import MetaRLConfig
     from ssm_metarl.meta.training import meta_train
     from ssm_metarl.rl.loops import ReinforceConfig, train_reinforce
 

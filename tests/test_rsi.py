@@ -16,7 +16,7 @@ pytest.importorskip("optuna")
 
 from ssm_metarl import StateSpaceModel, artifact_path, load_checkpoint  # noqa: E402
 from ssm_metarl.cli import main  # noqa: E402
-from ssm_metarl.meta.maml import expand_params  # noqa: E402
+from ssm_metarl.meta.per_task import expand_params  # noqa: E402
 from ssm_metarl.rsi.agent import CycleReport, RecursiveSelfImprovementAgent, RSIConfig, RSIHalted, decide  # noqa: E402
 from ssm_metarl.rsi.search import Candidate, SharedStudy, encode_model  # noqa: E402
 

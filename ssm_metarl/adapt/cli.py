@@ -33,7 +33,7 @@ def in_context_evaluation(
     out-of-range test tasks), each world's mean with a 95% CI over tasks. Defined in
     chapter 4."""
     from ..cartpole.tasks import CartPoleTask, get_family
-    from ..meta.maml_rl import TEST_SEED, held_out_tasks
+    from ..meta.evaluation import TEST_SEED, held_out_tasks
     from .in_context import evaluate_in_context
 
     fam = get_family(family)

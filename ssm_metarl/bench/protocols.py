@@ -24,7 +24,7 @@ from ..adapt.adapters import (
 from ..cartpole.rollout import collect
 from ..cartpole.tasks import CartPoleTask, get_family
 from ..io.artifacts import artifact_path, load_card
-from ..meta.maml_rl import TEST_SEED, held_out_tasks
+from ..meta.evaluation import TEST_SEED, held_out_tasks
 from ..models.ssm import StateSpaceModel
 from ..report.progress import progress_bar
 from ..report.stats import bootstrap_ci

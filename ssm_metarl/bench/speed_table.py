@@ -226,7 +226,7 @@ def family_section(
     row) and is scored on `episodes` sampled episodes; the CI is over tasks.
     """
     from ..cartpole.tasks import get_family
-    from ..meta.maml_rl import TEST_SEED, held_out_tasks
+    from ..meta.evaluation import TEST_SEED, held_out_tasks
     from .protocols import _play, _ppo_from_scratch
 
     tasks = held_out_tasks(get_family(family), 48)[:n_tasks]

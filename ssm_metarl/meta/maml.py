@@ -1,21 +1,21 @@
 """MAML: model-agnostic meta-learning on `torch.func`, for feed-forward and stateful
-models.
+models (chapter 3).
 
 MAML (Finn et al. 2017) learns an initialisation `theta` such that one (or a few)
 gradient steps on a new task's small support set give good weights for that task:
 
-    theta_i' = theta - alpha * grad L_i(theta; support_i) (inner step, per task) theta
-    <- theta - beta * grad_theta mean_i L_i(theta_i'; query_i) (outer step)
+    theta_i' = theta - alpha * grad L_i(theta; support_i)         (inner step, per task)
+    theta <- theta - beta * grad_theta mean_i L_i(theta_i'; query_i)        (outer step)
 
 The outer gradient goes *through* the inner step (second order); first-order MAML treats
 the inner gradient as a constant. Every task of a meta-batch is processed in one batched
-graph, the per-task weights being tensors of shape `(n_tasks, *param.shape)`. A loss
-comes in one of two forms, told apart by its type: a plain function
-`loss(params, batch) -> scalar` for ONE task, which `MetaMAML` maps over tasks with
-`torch.func.vmap`; or a `TaskBatchedLoss`, which takes weights and data with the task
-dimension and returns the (n_tasks,) losses itself (e.g. with batched matmuls). This
-module knows nothing about reinforcement learning; MAML-RL is `ssm_metarl.meta.maml_rl`.
-Taught in chapter 3 (`book/03_maml.md`).
+graph, the per-task weights being tensors of shape `(n_tasks, *param.shape)`
+(`ssm_metarl.meta.per_task`). A loss comes in one of two forms, told apart by its type:
+a plain function `loss(params, batch) -> scalar` for ONE task, which `MetaMAML` maps
+over tasks with `torch.func.vmap`; or a `TaskBatchedLoss`, which takes weights and data
+with the task dimension and returns the (n_tasks,) losses itself (e.g. with batched
+matmuls). This module knows nothing about reinforcement learning; MAML-RL is
+`ssm_metarl.meta.maml_rl`. Taught in chapter 3 (`book/03_maml.md`).
 """
 
 from __future__ import annotations
@@ -23,86 +23,31 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import asdict, dataclass
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from torch import nn
-from torch.func import functional_call, grad, vmap
+from torch.func import grad, vmap
 
 from ..io.validation import check_int, check_positive
+from .per_task import (
+    LossFn,
+    Params,
+    TaskBatchedLoss,
+    concat_params,
+    expand_params,
+    num_tasks,
+    split_tasks,
+    stack_params,
+)
 
-__all__ = [
-    "MetaMAML",
-    "MetaStep",
-    "TaskBatchedLoss",
-    "unroll",
-    "stack_params",
-    "expand_params",
-    "METHODS",
-]
+__all__ = ["MetaMAML", "MetaStep", "METHODS"]
 
 log = logging.getLogger(__name__)
 
-Params = dict[str, torch.Tensor]
-#: `loss_fn(params, batch) -> scalar` for ONE task; `batch` is any pytree of tensors.
-LossFn = Callable[[Params, Any], torch.Tensor]
 #: Ways to learn an initialisation: second-order MAML, first-order MAML, or the
 #: baseline that skips the inner loop and trains on all tasks at once (chapter 3).
 METHODS = ("maml", "fomaml", "multitask")
-
-
-@dataclass(frozen=True)
-class TaskBatchedLoss:
-    """A MAML loss that takes weights and data with a leading task dimension and returns
-    the (n_tasks,) losses, task i's loss depending only on weights i. `one_task`
-    optionally holds the same loss for ONE task (no task dimension), which `MetaMAML`
-    can map with `vmap`. Defined in chapter 3 (`03_maml`).
-    """
-
-    fn: Callable[[Params, Any], torch.Tensor]
-    one_task: LossFn | None = None
-
-    def __call__(self, params: Params, batch: Any) -> torch.Tensor:
-        return self.fn(params, batch)
-
-
-def unroll(
-    model: nn.Module,
-    params: Params,
-    xs: torch.Tensor,
-    hidden: torch.Tensor | None = None,
-) -> torch.Tensor:
-    """Outputs (B, T, out) of a stateful model run over `xs` (B, T, in) with weights
-    `params`.
-
-    The model needs `init_hidden(batch_size)` and `forward(x, h) -> (y, h_next)`. Each
-    step is a `functional_call`, so the outputs are differentiable with respect to
-    `params` (also under `vmap` and `grad`): backpropagation through time for any
-    recurrent module. Defined in chapter 3 (`03_maml`).
-    """
-    if hidden is None:
-        hidden = model.init_hidden(xs.shape[0]).to(xs.dtype)
-    outputs = []
-    for x in xs.unbind(dim=1):
-        y, hidden = functional_call(model, params, (x, hidden))
-        outputs.append(y)
-    return torch.stack(outputs, dim=1)
-
-
-def stack_params(per_task: list[Params]) -> Params:
-    """Stack a list of per-task weight dicts into one dict with a leading task dimension
-    (chapter 3)."""
-    return {k: torch.stack([p[k] for p in per_task]) for k in per_task[0]}
-
-
-def expand_params(params: Params, n: int) -> Params:
-    """Shared weights as per-task weights: a leading task dimension of size n (a view,
-    no copy; chapter 3)."""
-    return {k: v.expand(n, *v.shape) for k, v in params.items()}
-
-
-def _concat(per_task: list[Params]) -> Params:
-    return {k: torch.cat([p[k] for p in per_task]) for k in per_task[0]}
 
 
 @dataclass
@@ -125,12 +70,12 @@ class MetaMAML:
     Parameters
     ----------
     model : the module whose weights are the meta-learned initialisation (updated in
-    place
-        by `step`).
+        place by `step`).
     inner_lr : alpha, the inner (adaptation) step size. The model card uses 0.01.
     outer_lr : beta, Adam's learning rate for the initialisation. The model card uses
-    0.001. first_order : drop the second-order term (FOMAML): the inner gradient is a
-    constant. inner_steps : how many inner gradient steps `adapt` takes by default.
+        0.001.
+    first_order : drop the second-order term (FOMAML): the inner gradient is a constant.
+    inner_steps : how many inner gradient steps `adapt` takes by default.
     max_grad_norm : the outer gradient is clipped to this norm before Adam's step.
     batched : `True` runs all tasks in one graph (`vmap` over a one-task loss, or a
         `TaskBatchedLoss` called once); `False` loops over tasks in Python. Both give
@@ -204,7 +149,7 @@ class MetaMAML:
         """
         steps = self.inner_steps if steps is None else steps
         params = self.params() if params is None else params
-        n = _num_tasks(support)
+        n = num_tasks(support)
         reference = dict(self.model.named_parameters())
         per_task = all(v.dim() == reference[k].dim() + 1 for k, v in params.items())
         start = params if per_task else expand_params(params, n)
@@ -213,11 +158,12 @@ class MetaMAML:
         if isinstance(loss_fn, TaskBatchedLoss):
             if self.batched:
                 return self._adapt_task_batched(loss_fn, start, support, steps, lr)
-            return _concat(
+            return concat_params(
                 [
                     self._adapt_task_batched(loss_fn, p, task, steps, lr)
                     for p, task in zip(
-                        _unbind(start, keep_dim=True), _unbind(support, keep_dim=True)
+                        split_tasks(start, keep_dim=True),
+                        split_tasks(support, keep_dim=True),
                     )
                 ]
             )
@@ -234,7 +180,7 @@ class MetaMAML:
         return stack_params(
             [
                 one_task(params if not per_task else p, task)
-                for p, task in zip(_unbind(start), _unbind(support))
+                for p, task in zip(split_tasks(start), split_tasks(support))
             ]
         )
 
@@ -275,14 +221,15 @@ class MetaMAML:
                 [
                     loss_fn(p, d)
                     for p, d in zip(
-                        _unbind(adapted, keep_dim=True), _unbind(data, keep_dim=True)
+                        split_tasks(adapted, keep_dim=True),
+                        split_tasks(data, keep_dim=True),
                     )
                 ]
             )
         if self.batched:
             return vmap(loss_fn)(adapted, data)
-        per_task = _unbind(adapted)
-        return torch.stack([loss_fn(p, d) for p, d in zip(per_task, _unbind(data))])
+        per_task = split_tasks(adapted)
+        return torch.stack([loss_fn(p, d) for p, d in zip(per_task, split_tasks(data))])
 
     def meta_loss(
         self,
@@ -343,29 +290,3 @@ class MetaMAML:
         self.optimizer.load_state_dict(state["optimizer"])
         self.updates = int(state["updates"])
         self.skipped_updates = int(state["skipped_updates"])
-
-
-def _leaves(tree: Any) -> list[torch.Tensor]:
-    return torch.utils._pytree.tree_leaves(tree)
-
-
-def _num_tasks(tree: Any) -> int:
-    sizes = {leaf.shape[0] for leaf in _leaves(tree)}
-    if len(sizes) != 1:
-        raise ValueError(
-            "every tensor of a task batch needs the same leading task dimension, got "
-            f"sizes {sorted(sizes)}"
-        )
-    return sizes.pop()
-
-
-def _unbind(tree: Any, keep_dim: bool = False) -> list[Any]:
-    """Split a task batch into one pytree per task (`keep_dim`: slices of size 1, not
-    indices)."""
-    leaves, spec = torch.utils._pytree.tree_flatten(tree)
-    n = _num_tasks(tree)
-    take = (lambda leaf, i: leaf[i : i + 1]) if keep_dim else (lambda leaf, i: leaf[i])
-    return [
-        torch.utils._pytree.tree_unflatten([take(leaf, i) for leaf in leaves], spec)
-        for i in range(n)
-    ]

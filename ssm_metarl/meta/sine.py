@@ -17,7 +17,8 @@ from torch import nn
 
 from ..io.validation import check_choice, check_int, check_positive
 from ..report.progress import progress_bar
-from .maml import METHODS, MetaMAML, Params, expand_params
+from .maml import METHODS, MetaMAML
+from .per_task import Params, expand_params
 
 __all__ = [
     "SineConfig",
@@ -33,7 +34,7 @@ __all__ = [
 
 #: Seed of the held-out sines that model cards and chapter 3 evaluate on (training uses
 #: ``config.seed``). (CartPole's held-out episodes use
-#: :data:`ssm_metarl.meta.maml_rl.TEST_SEED`; this is the sines' own.)
+#: :data:`ssm_metarl.meta.evaluation.TEST_SEED`; this is the sines' own.)
 SINE_TEST_SEED = 12_345
 #: Ways to learn an initialisation for sine regression:
 #: :data:`ssm_metarl.meta.maml.METHODS`.

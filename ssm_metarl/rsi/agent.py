@@ -25,7 +25,8 @@ import numpy as np
 from ..cartpole.tasks import TaskDistribution, get_family
 from ..io.atomic import save_json
 from ..io.checkpoint import load_checkpoint, save_checkpoint
-from ..meta.maml_rl import TEST_SEED, _seed, held_out_tasks
+from ..meta.evaluation import TEST_SEED, held_out_tasks
+from ..meta.maml_rl import _seed
 from ..models.ssm import StateSpaceModel
 from ..report.stats import Estimate, bootstrap_ci
 from .search import (

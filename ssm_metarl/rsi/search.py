@@ -30,13 +30,9 @@ import torch
 
 from ..cartpole.tasks import get_family
 from ..io.validation import check_choice, check_int, check_positive, check_unit_interval
+from ..meta.evaluation import evaluate_adaptation
 from ..meta.maml import MetaMAML
-from ..meta.maml_rl import (
-    MetaRLConfig,
-    _seed,
-    evaluate_adaptation,
-    policy_gradient_loss,
-)
+from ..meta.maml_rl import MetaRLConfig, _seed, policy_gradient_loss
 from ..meta.training import meta_epoch
 from ..models.policy import SSMPolicy
 from ..models.ssm import StateSpaceModel

@@ -7,13 +7,13 @@ touches no files.
 """
 
 from .adapt.adapters import (
-    ExperienceBuffer,
     HybridAdaptationConfig,
     HybridAdapter,
     StandardAdaptationConfig,
     StandardAdapter,
     replay_kl,
 )
+from .adapt.buffer import ExperienceBuffer
 from .adapt.in_context import (
     InContextConfig,
     InContextResult,
@@ -27,16 +27,10 @@ from .cartpole.envs import (
     make_env,
     make_vector_env,
 )
-from .cartpole.rollout import (
-    EvalResult,
-    RolloutRates,
-    Trajectories,
-    collect,
-    evaluate,
-    naive_rollout,
-    rollout_rates,
-)
+from .cartpole.rollout import EvalResult, collect, evaluate
+from .cartpole.rollout_speed import RolloutRates, naive_rollout, rollout_rates
 from .cartpole.tasks import CartPoleTask, TaskDistribution, get_family
+from .cartpole.trajectories import Trajectories
 from .io.artifacts import (
     ALIASES,
     Loaded,

@@ -110,7 +110,7 @@ def test_evaluate_ci_and_backends():
 
 def test_balancing_ssm_balances_and_rollout_rates_count_played_steps():
     from ssm_metarl import balancing_ssm
-    from ssm_metarl.cartpole.rollout import naive_rollout, rollout_rates
+    from ssm_metarl.cartpole.rollout_speed import naive_rollout, rollout_rates
 
     model = balancing_ssm()
     assert torch.all(collect(model, [CartPoleTask()], 4, seed=0, greedy=True).returns == 500)

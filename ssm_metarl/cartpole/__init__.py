@@ -3,6 +3,7 @@ rollouts.
 
 ``tasks`` (a task, the families and their splits), ``envs`` (the registered Gymnasium
 environments and the step-for-step check against Gymnasium's own CartPole), ``rollout``
-(batched episodes and evaluation) and ``animation`` (an episode drawn as a GIF).
+(batched episodes and evaluation) returning ``trajectories``, ``rollout_speed`` (the
+card's naive loop against batched rollouts) and ``animation`` (an episode as a GIF).
 Chapters 0 and 2; every later chapter plays on these tasks.
 """

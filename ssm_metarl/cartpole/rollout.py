@@ -3,8 +3,9 @@ per step.
 
 `collect` plays `episodes_per_task` episodes of every task in one vectorised Gymnasium
 environment (`ssm_metarl.cartpole.envs.CartPoleTaskVectorEnv`) and returns a
-`Trajectories` batch. `evaluate` scores a policy with a bootstrap CI, either on the
-vectorised simulator or on real single Gymnasium environments (`backend="gymnasium"`).
+`Trajectories` batch (see `trajectories`). `evaluate` scores a policy with a bootstrap
+CI, either on the vectorised simulator or on real single Gymnasium environments
+(`backend="gymnasium"`). `rollout_speed` times `collect` against the card's naive loop.
 
 A policy is anything `ssm_metarl.models.policy.as_policy` accepts: a
 `ssm_metarl.models.policy.Policy` (`ssm_metarl.models.policy.LinearPolicy`, an SSM, RL^2
@@ -26,85 +27,18 @@ import torch
 from ..io.validation import check_int
 from ..models.policy import N_ACTIONS, LinearPolicy, as_policy, select_actions
 from ..report.stats import Estimate, bootstrap_ci
-from ..report.timing import time_rounds
 from .envs import make_env, make_vector_env
 from .tasks import CartPoleTask
+from .trajectories import Trajectories
 
 __all__ = [
-    "Trajectories",
-    "EvalResult",
     "collect",
     "evaluate",
-    "naive_rollout",
-    "RolloutRates",
-    "rollout_rates",
+    "EvalResult",
+    "Trajectories",
     "LinearPolicy",
     "select_actions",
-]  # the last two live in ssm_metarl.models.policy
-
-
-@dataclass
-class Trajectories:
-    """A batch of episodes, padded to the longest one. Episode `i` played
-    `tasks[task_index[i]]`.
-
-    Episodes are task-major: episode `i` belongs to task `i // episodes_per_task`.
-    `mask[i, t]` is True when step `t` was played; padded steps hold zeros.
-    Defined in chapter 2 (`02_cartpole_tasks`).
-    """
-
-    obs: torch.Tensor  # (N, T, 4) float32: the observation the action was chosen from
-    actions: torch.Tensor  # (N, T) int64
-    rewards: torch.Tensor  # (N, T) float32, 0 where mask is False
-    # (N, T) bool: the step was played (the agent was alive before it)
-    mask: torch.Tensor
-    # (N, T) float32: log pi(a_t | history) of the acting policy, 0 on padding
-    log_probs: torch.Tensor
-    # (N,) bool: ended by falling (True) or by the time limit / not at all (False)
-    terminated: torch.Tensor
-    task_index: torch.Tensor  # (N,) int64 into `tasks`
-    tasks: tuple[CartPoleTask, ...]
-    episodes_per_task: int
-
-    @property
-    def returns(self) -> torch.Tensor:
-        """(N,) undiscounted episode returns."""
-        return self.rewards.sum(dim=1)
-
-    @property
-    def lengths(self) -> torch.Tensor:
-        """(N,) number of steps played in each episode."""
-        return self.mask.sum(dim=1)
-
-    @property
-    def num_steps(self) -> int:
-        """Environment steps in the whole batch (padding excluded)."""
-        return int(self.mask.sum())
-
-    def for_task(self, k: int) -> "Trajectories":
-        """The episodes of task `k` only (a view; the padding is kept)."""
-        s = slice(k * self.episodes_per_task, (k + 1) * self.episodes_per_task)
-        return Trajectories(
-            self.obs[s],
-            self.actions[s],
-            self.rewards[s],
-            self.mask[s],
-            self.log_probs[s],
-            self.terminated[s],
-            self.task_index[s] - k,
-            (self.tasks[k],),
-            self.episodes_per_task,
-        )
-
-    def to_dict(self) -> dict:
-        """A JSON-ready summary (not the tensors)."""
-        return {
-            "episodes": int(self.obs.shape[0]),
-            "tasks": len(self.tasks),
-            "episodes_per_task": self.episodes_per_task,
-            "steps": self.num_steps,
-            "mean_return": float(self.returns.mean()),
-        }
+]  # the last three live in .trajectories and ssm_metarl.models.policy
 
 
 def _expand(
@@ -323,101 +257,4 @@ def evaluate(
         episodes_per_task=episodes,
         backend=backend,
         greedy=greedy,
-    )
-
-
-@torch.no_grad()
-def naive_rollout(model, steps: int = 500, seed: int = 0) -> int:
-    """The model card's way of playing, for timing against `collect`: one
-    `gym.make("CartPole-v1")` environment and one batch-1 forward per step, actions
-    sampled, for `steps` steps (episodes restart as they end). Returns the steps played.
-    Defined in chapter 2 (`02_cartpole_tasks`).
-    """
-    import gymnasium as gym
-
-    policy = as_policy(model)
-    env, generator = gym.make("CartPole-v1"), torch.Generator().manual_seed(seed)
-    obs, _ = env.reset(seed=seed)
-    hidden, prev_action, prev_reward = (
-        policy.initial_state(1),
-        torch.full((1,), -1),
-        torch.zeros(1),
-    )
-    for _ in range(steps):
-        out, hidden = policy.step(
-            torch.as_tensor(obs).unsqueeze(0), prev_action, prev_reward, hidden
-        )
-        prev_action = select_actions(out, False, generator)
-        obs, reward, terminated, truncated, _ = env.step(int(prev_action))
-        prev_reward = torch.tensor([float(reward)])
-        if terminated or truncated:
-            obs, _ = env.reset()
-            hidden, prev_action, prev_reward = (
-                policy.initial_state(1),
-                torch.full((1,), -1),
-                torch.zeros(1),
-            )
-    env.close()
-    return steps
-
-
-@dataclass
-class RolloutRates:
-    """Environment steps per second of `naive_rollout` and of `collect` at several batch
-    sizes, timed in interleaved rounds by `rollout_rates`. Defined in chapter 2
-    (`02_cartpole_tasks`)."""
-
-    sizes: list[int]  # N, the episodes collect() steps together
-    naive_steps: int  # steps the naive loop plays per round
-    # steps collect() played at each N (finished episodes do not count)
-    played: dict[int, int]
-    seconds: dict  # "naive" or N -> wall seconds of each round
-
-    def rate(self, name) -> float:
-        """Steps per second of `"naive"` or of `collect` at N = `name`, in its least
-        disturbed round."""
-        steps = self.naive_steps if name == "naive" else self.played[name]
-        return steps / min(self.seconds[name])
-
-    def speedup(self, n: int) -> Estimate:
-        """How many times more steps per second `collect` at N = `n` plays than the
-        naive loop:
-        the mean of the per-round ratios, with a 95% bootstrap CI over rounds."""
-        return bootstrap_ci(
-            [
-                (self.played[n] / batched) / (self.naive_steps / naive)
-                for batched, naive in zip(self.seconds[n], self.seconds["naive"])
-            ]
-        )
-
-
-def rollout_rates(
-    model,
-    sizes=(1, 16, 128, 1024),
-    naive_steps: int = 500,
-    rounds: int = 3,
-    seed: int = 0,
-    max_steps: int | None = 200,
-    task: CartPoleTask | None = None,
-) -> RolloutRates:
-    """Time `naive_rollout` (`naive_steps` steps) against `collect` with N episodes at
-    once for each N in `sizes` (episodes capped at `max_steps`), the variants taking
-    turns in each of `rounds` rounds. Use a policy whose episodes run long (e.g.
-    `ssm_metarl.models.ssm.balancing_ssm`), as a trained one's do. Defined in chapter 2
-    (`02_cartpole_tasks`).
-    """
-    task = task or CartPoleTask()
-    played = {
-        n: collect(model, [task], n, seed=seed, max_steps=max_steps).num_steps
-        for n in sizes
-    }
-    variants = {"naive": lambda: naive_rollout(model, naive_steps, seed)}
-    variants.update(
-        {
-            n: (lambda n=n: collect(model, [task], n, seed=seed, max_steps=max_steps))
-            for n in sizes
-        }
-    )
-    return RolloutRates(
-        list(sizes), naive_steps, played, time_rounds(variants, rounds=rounds, warmup=0)
     )

@@ -7,13 +7,13 @@ touches no files.
 """
 
 from .adapt.adapters import (
-    ExperienceBuffer,
     HybridAdaptationConfig,
     HybridAdapter,
     StandardAdaptationConfig,
     StandardAdapter,
     replay_kl,
 )
+from .adapt.buffer import ExperienceBuffer
 from .adapt.in_context import (
     InContextConfig,
     InContextResult,

@@ -7,9 +7,11 @@ import pytest
 import torch
 
 from ssm_metarl import StateSpaceModel, artifact_path, collect
-from ssm_metarl.adapt.adapters import (ExperienceBuffer, HybridAdaptationConfig, HybridAdapter, InContextConfig,
-                                   StandardAdaptationConfig, StandardAdapter, evaluate_in_context, hidden_states,
-                                   replay_kl, stratified_tasks, train_in_context)
+from ssm_metarl.adapt.adapters import (HybridAdaptationConfig, HybridAdapter, StandardAdaptationConfig,
+                                       StandardAdapter, replay_kl)
+from ssm_metarl.adapt.buffer import ExperienceBuffer
+from ssm_metarl.adapt.in_context import InContextConfig, evaluate_in_context, hidden_states, train_in_context
+from ssm_metarl.rl.batches import stratified_tasks
 from ssm_metarl.models.policy import RL2Policy, SSMPolicy
 from ssm_metarl.rl.losses import masked_mean, normalize_advantages, ppo_clip_loss
 from ssm_metarl.cartpole.tasks import CartPoleTask, get_family
@@ -161,6 +163,22 @@ def test_in_context_batches_hold_both_worlds_and_the_loss_is_balanced_unless_ask
     assert InContextConfig().unbalanced is False
     with pytest.raises(ValueError, match="family must include flip"):
         InContextConfig(family="goal_sharp")
+
+
+def test_in_context_training_is_the_shared_ppo_loop_with_options(monkeypatch):
+    from ssm_metarl.adapt import in_context
+    from ssm_metarl.rl.loops import TrainResult
+
+    ppo = InContextConfig(unbalanced=True, tasks_per_iter=4, episodes_per_task=3, eval_every=7, keep="last").ppo_config()
+    assert (ppo.episodes_per_iter, ppo.episodes_per_task, ppo.task_sampling, ppo.balance_tasks, ppo.validate_every,
+            ppo.keep) == (12, 3, "by_world", False, 7, "last")
+    calls = []
+    monkeypatch.setattr(in_context, "train_ppo", lambda *a, **k: calls.append((a, k)) or TrainResult("ppo", {}, 0))
+    result = train_in_context(StateSpaceModel(8, 4, 4, 16), InContextConfig(seed=3))
+    (policy, tasks, config), kwargs = calls[0]
+    assert config == InContextConfig(seed=3).ppo_config() and kwargs["seed"] == 3
+    assert tasks == list(get_family("flip+physics").train) and callable(kwargs["validate"])
+    assert result.algorithm == "ppo-in-context" and result.config == InContextConfig(seed=3).to_dict()
 
 
 def test_incontext_command_checks_its_arguments_before_any_work(capsys):

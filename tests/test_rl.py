@@ -5,11 +5,13 @@ import pytest
 import torch
 
 from ssm_metarl import StateSpaceModel
-from ssm_metarl.rl.loops import PPOConfig, ReinforceConfig, train_ppo, train_reinforce
+from ssm_metarl.rl import batches, loops
+from ssm_metarl.rl.configs import PPOConfig, ReinforceConfig
+from ssm_metarl.rl.loops import train_ppo, train_reinforce
 from ssm_metarl.models.policy import action_log_probs
 from ssm_metarl.rl.losses import (UpdateGuard, batch_baseline, discounted_returns, gae, masked_mean,
                            normalize_advantages, ppo_clip_loss, reinforce_loss, task_means)
-from ssm_metarl.cartpole.tasks import CartPoleTask
+from ssm_metarl.cartpole.tasks import CartPoleTask, get_family
 
 
 
@@ -167,3 +169,92 @@ def test_a_time_budget_may_be_infinite_but_step_sizes_may_not():
     for bad in ({"lr": float("inf")}, {"max_seconds": float("nan")}, {"max_seconds": -1.0}):
         with pytest.raises(ValueError, match=next(iter(bad))):
             ReinforceConfig(**bad)
+
+
+# -- the PPO loop's options for chapter 4 -------------------------------------------------------
+def _small():
+    torch.manual_seed(0)
+    return StateSpaceModel(8, 4, 4, 16)
+
+
+def _spy(monkeypatch, module, name):
+    """Record every call of `module.name` (args, kwargs) while still running it."""
+    calls, real = [], getattr(module, name)
+
+    def spy(*args, **kwargs):
+        calls.append((args, kwargs))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(module, name, spy)
+    return calls
+
+
+@pytest.mark.parametrize("balance", [False, True])
+def test_ppo_balanced_loss_standardises_advantages_within_each_task(monkeypatch, balance):
+    calls = _spy(monkeypatch, loops, "ppo_clip_loss")
+    tasks = [CartPoleTask(), CartPoleTask(flip=True)]
+    config = PPOConfig(max_iters=1, epochs=1, critic_steps=1, episodes_per_iter=8, episodes_per_task=4,
+                       balance_tasks=balance, target_return=None)
+    train_ppo(_small(), tasks, config, seed=0)
+    (log_probs, old, advantages, mask, clip, n_tasks), _ = calls[0]
+    assert n_tasks == (2 if balance else None)
+    per_task = [(advantages[4 * k:4 * k + 4], mask[4 * k:4 * k + 4]) for k in range(2)]
+    standardised = [abs(float(masked_mean(a, m))) < 1e-4 and abs(float(masked_mean(a ** 2, m)) - 1) < 1e-3
+                    for a, m in per_task]
+    assert all(standardised) == balance  # over the whole batch, each task's mean is not 0
+
+
+def test_ppo_samples_tasks_by_world_half_and_half_seeded(monkeypatch):
+    calls = _spy(monkeypatch, batches, "collect")
+    tasks = list(get_family("flip+physics").train)
+    config = PPOConfig(max_iters=3, epochs=1, critic_steps=1, episodes_per_iter=8, episodes_per_task=2,
+                       task_sampling="by_world", target_return=None)
+    result = train_ppo(_small(), tasks, config, seed=5)
+    drawn = [(tuple(args[1]), args[2]) for args, _ in calls]
+    assert [[t.flip for t in batch] for batch, _ in drawn] == [[False, False, True, True]] * 3
+    assert all(per_task == 2 for _, per_task in drawn) and len({batch for batch, _ in drawn}) > 1
+    assert {"normal_return", "flipped_return"} <= set(result.history)
+    calls.clear()
+    train_ppo(_small(), tasks, config, seed=5)
+    assert [tuple(args[1]) for args, _ in calls] == [batch for batch, _ in drawn]  # same seed, same tasks
+    in_order = PPOConfig(max_iters=1, episodes_per_iter=8, episodes_per_task=2, target_return=None)
+    calls.clear()
+    train_ppo(_small(), tasks, in_order, seed=5)
+    assert list(calls[0][0][1]) == tasks[:4]
+    with pytest.raises(ValueError, match="must be even"):
+        PPOConfig(episodes_per_iter=6, episodes_per_task=2, task_sampling="by_world")
+    with pytest.raises(ValueError, match="task_sampling"):
+        PPOConfig(task_sampling="random")
+
+
+@pytest.mark.parametrize("keep", ["best", "last"])
+def test_ppo_selection_on_validation_keeps_the_best_scoring_weights(keep):
+    scores, seen = iter([1.0, 5.0, 2.0, 3.0]), []
+
+    def validate(policy):
+        seen.append([p.detach().clone() for p in policy.parameters()])
+        score = next(scores)
+        return score, {"score": score}
+
+    model = _small()
+    config = PPOConfig(max_iters=4, epochs=1, critic_steps=1, validate_every=1, keep=keep, target_return=None)
+    result = train_ppo(model, [CartPoleTask()], config, seed=0, validate=validate)
+    assert result.validation["score"] == [1.0, 5.0, 2.0, 3.0] and result.validation["iteration"] == [0, 1, 2, 3]
+    assert result.final_eval["iteration"] == 1 and result.final_eval["score"] == 5.0
+    final = list(model.parameters())
+    assert not all(torch.equal(a, b) for a, b in zip(seen[1], seen[3]))  # training moved the weights
+    expected = seen[1] if keep == "best" else [p.detach() for p in final]
+    assert all(torch.equal(p.detach(), e) for p, e in zip(final, expected))
+    assert not result.solved
+
+
+def test_ppo_validation_target_stops_the_run_and_best_needs_a_callback():
+    config = PPOConfig(max_iters=10, epochs=1, critic_steps=1, validate_every=2, target_return=4.0)
+    scores = iter([1.0, 5.0, 9.0])
+    result = train_ppo(_small(), [CartPoleTask()], config, seed=0, validate=lambda p: (next(scores), {}))
+    assert result.solved and result.history["iteration"][-1] == 3 and result.validation["iteration"] == [1, 3]
+    with pytest.raises(ValueError, match="keep='best'"):
+        train_ppo(_small(), [CartPoleTask()], PPOConfig(max_iters=1, keep="best"), seed=0)
+    with pytest.raises(ValueError, match="keep"):
+        PPOConfig(keep="worst")
+

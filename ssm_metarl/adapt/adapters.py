@@ -1,7 +1,7 @@
-"""Test-time adaptation: gradient steps (standard), gradient steps plus replay (hybrid),
-and the hidden state (in-context).
+"""Test-time adaptation by gradient steps: standard, and hybrid (plus replay of past
+experience).
 
-Three ways a trained policy can meet a new task:
+Three ways a trained policy can meet a new task, the first two here:
 
 - `StandardAdapter`: `steps` policy-gradient steps on episodes of the new task (the
   *support* episodes), with the clipped surrogate of chapter 3: MAML's inner loop, run
@@ -12,9 +12,8 @@ Three ways a trained policy can meet a new task:
   adapted policy, on the stored steps. It pulls the adapted policy back towards what it
   did on earlier tasks, so it targets forgetting, not the new task;
 - in-context: no weight changes at all. A recurrent policy trained on many tasks (with
-  every task's loss weighted equally, `ssm_metarl.rl.loops.PPOConfig.balance_tasks`)
-  infers the task from what happens and acts on it: `ssm_metarl.adapt.in_context`
-  (re-exported here).
+  every task's loss weighted equally, `ssm_metarl.rl.configs.PPOConfig.balance_tasks`)
+  infers the task from what happens and acts on it: `ssm_metarl.adapt.in_context`.
 
 Every `adapt` returns new weights and never touches the model it was given. A step that
 is not finite, or that moves the weights by more than `max_update_ratio` times their
@@ -26,7 +25,6 @@ from __future__ import annotations
 
 import copy
 import warnings
-from collections import deque
 from dataclasses import dataclass
 
 import numpy as np
@@ -36,124 +34,19 @@ from ..cartpole.rollout import Trajectories
 from ..io.validation import check_choice, check_int, check_positive, check_unit_interval
 from ..meta.maml_rl import policy_gradient_loss, task_batch
 from ..models.policy import N_ACTIONS, SSMPolicy, TaskBatchedPolicy
-from .in_context import (
-    InContextConfig,
-    InContextResult,
-    evaluate_in_context,
-    hidden_states,
-    stratified_tasks,
-    train_in_context,
-)
+from .buffer import ExperienceBuffer
 
 __all__ = [
-    "ExperienceBuffer",
     "StandardAdaptationConfig",
     "HybridAdaptationConfig",
     "StandardAdapter",
     "HybridAdapter",
     "replay_kl",
-    "InContextConfig",
-    "train_in_context",
-    "stratified_tasks",
-    "InContextResult",
-    "evaluate_in_context",
-    "hidden_states",
     "OPTIMIZERS",
 ]
 
 #: How an adapter turns gradients into steps: plain SGD (MAML's inner step) or Adam.
 OPTIMIZERS = ("sgd", "adam")
-
-
-class ExperienceBuffer:
-    """A bounded store of past episodes (first in, first out) with seeded sampling.
-
-    `add(traj)` stores every episode of a `ssm_metarl.cartpole.rollout.Trajectories`
-    batch: its observations, actions, rewards and the acting policy's log-probabilities.
-    When full, the oldest episodes go. `sample(n, seed)` returns `n` distinct episodes
-    as one padded batch; the same seed gives the same episodes. Defined in chapter 4
-    (`04_test_time_adaptation`).
-    """
-
-    def __init__(self, capacity: int = 256, seed: int = 0):
-        self.capacity = check_int("capacity", capacity)
-        self.episodes: deque = deque(maxlen=self.capacity)
-        self.obs_dim: int | None = None
-        self.added = 0  # episodes ever added (the buffer keeps the last `capacity`)
-        self._generator = torch.Generator().manual_seed(int(seed))
-
-    def __len__(self) -> int:
-        return len(self.episodes)
-
-    def add(self, traj: Trajectories) -> None:
-        if not isinstance(traj, Trajectories):
-            raise TypeError(
-                "ExperienceBuffer.add takes a Trajectories batch (from collect), got "
-                f"{type(traj).__name__}"
-            )
-        obs_dim = traj.obs.shape[-1]
-        if self.obs_dim is not None and obs_dim != self.obs_dim:
-            raise ValueError(
-                f"the buffer holds observations of size {self.obs_dim}, got {obs_dim}; "
-                "use one buffer per observation space"
-            )
-        shapes = {
-            tuple(t.shape[:2])
-            for t in (traj.actions, traj.rewards, traj.mask, traj.log_probs)
-        }
-        if shapes != {tuple(traj.obs.shape[:2])}:
-            raise ValueError(
-                "episode tensors disagree on (episodes, steps): obs "
-                f"{tuple(traj.obs.shape[:2])}, "
-                f"others {sorted(shapes)}"
-            )
-        self.obs_dim = obs_dim
-        for i, length in enumerate(traj.lengths.tolist()):
-            self.episodes.append(
-                (
-                    traj.obs[i, :length],
-                    traj.actions[i, :length],
-                    traj.rewards[i, :length],
-                    traj.log_probs[i, :length],
-                )
-            )
-            self.added += 1
-
-    def sample(self, n: int, seed: int | None = None) -> dict[str, torch.Tensor]:
-        """`n` distinct stored episodes, padded: obs (n, T, D), actions, rewards,
-        log_probs, mask (n, T)."""
-        n = check_int("n", n)
-        if n > len(self):
-            raise ValueError(
-                f"cannot sample {n} episodes from a buffer holding {len(self)}; add "
-                "more or ask for fewer"
-            )
-        generator = (
-            self._generator
-            if seed is None
-            else torch.Generator().manual_seed(int(seed))
-        )
-        picked = [
-            self.episodes[i]
-            for i in torch.randperm(len(self), generator=generator)[:n].tolist()
-        ]
-        steps = max(e[0].shape[0] for e in picked)
-
-        def pad(k):
-            return torch.nn.utils.rnn.pad_sequence(
-                [e[k] for e in picked], batch_first=True
-            )
-
-        mask = (
-            torch.arange(steps) < torch.tensor([e[0].shape[0] for e in picked])[:, None]
-        )
-        return {
-            "obs": pad(0),
-            "actions": pad(1),
-            "rewards": pad(2),
-            "log_probs": pad(3),
-            "mask": mask,
-        }
 
 
 @dataclass

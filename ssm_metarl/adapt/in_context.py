@@ -5,19 +5,17 @@ No weight changes at test time. A policy trained on many tasks with every task's
 weighted equally (advantages standardised within each task, each task's loss averaged
 over its own steps: `ssm_metarl.rl.losses.masked_mean` with `n_tasks`) learns to probe,
 read the answer off its state and act on it. On flip tasks that needs both worlds in
-every batch (`stratified_tasks`) and several episodes of each task, so that the per-task
-normalisation compares episodes of the same task. `train_in_context` is PPO (chapter 2's
-`ssm_metarl.rl.loops.train_ppo` step by step) with that batching, keeping the weights
-that score best, greedy, on validation tasks of both worlds; `evaluate_in_context` and
+every batch (`ssm_metarl.rl.batches.stratified_tasks`) and several episodes of each
+task, so that the per-task normalisation compares episodes of the same task.
+`train_in_context` is chapter 2's `ssm_metarl.rl.loops.train_ppo` with those options
+(`InContextConfig.ppo_config`) and a validation callback that keeps the weights whose
+worse world scores best, greedy, on `validation_worlds`; `evaluate_in_context` and
 `hidden_states` measure what it learned. Taught in chapter 4
 (`book/04_test_time_adaptation.md`).
 """
 
 from __future__ import annotations
 
-import copy
-import math
-import time
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -26,23 +24,14 @@ import torch
 from ..cartpole.rollout import Trajectories, collect
 from ..cartpole.tasks import CartPoleTask, get_family
 from ..io.validation import check_choice, check_int, check_positive
-from ..models.policy import SSMPolicy, policy_log_probs
-from ..report.progress import log_row, progress_bar
+from ..models.policy import SSMPolicy
 from ..report.stats import Estimate, bootstrap_ci
-from ..rl.loops import TrainResult, ValueNet
-from ..rl.losses import (
-    UpdateGuard,
-    gae,
-    masked_mean,
-    normalize_advantages,
-    ppo_clip_loss,
-    value_loss,
-)
+from ..rl.configs import KEEP, PPOConfig
+from ..rl.loops import TrainResult, train_ppo
 
 __all__ = [
     "InContextConfig",
     "train_in_context",
-    "stratified_tasks",
     "validation_worlds",
     "InContextResult",
     "evaluate_in_context",
@@ -102,26 +91,39 @@ class InContextConfig:
         for name in ("lr", "critic_lr", "clip", "max_grad_norm"):
             check_positive(name, getattr(self, name))
         check_positive("max_seconds", self.max_seconds, finite=False)
-        check_choice("keep", self.keep, ("best", "last"))
+        check_choice("keep", self.keep, KEEP)
         if "flip" not in get_family(self.family).components:
             raise ValueError(
                 "family must include flip (the recipe balances the two flip worlds), "
                 f"got {self.family!r}"
             )
 
+    def ppo_config(self) -> PPOConfig:
+        """The recipe as options of chapter 2's PPO loop (chapter 4)."""
+        return PPOConfig(
+            episodes_per_iter=self.tasks_per_iter * self.episodes_per_task,
+            episodes_per_task=self.episodes_per_task,
+            task_sampling="by_world",
+            balance_tasks=not self.unbalanced,
+            epochs=self.epochs,
+            gamma=self.gamma,
+            gae_lambda=self.gae_lambda,
+            clip=self.clip,
+            lr=self.lr,
+            critic_lr=self.critic_lr,
+            critic_steps=self.critic_steps,
+            max_grad_norm=self.max_grad_norm,
+            # every iteration plays at least one step: the step budget ends it first
+            max_iters=self.max_env_steps,
+            max_env_steps=self.max_env_steps,
+            max_seconds=self.max_seconds,
+            target_return=self.target_return,
+            validate_every=self.eval_every,
+            keep=self.keep,
+        )
+
     def to_dict(self) -> dict:
         return asdict(self)
-
-
-def stratified_tasks(tasks, n: int, rng: np.random.Generator) -> list[CartPoleTask]:
-    """`n` tasks drawn at random, half from the normal world and half from the flipped
-    one. Defined in chapter 4."""
-    normal, flipped = [t for t in tasks if not t.flip], [t for t in tasks if t.flip]
-    if not normal or not flipped:
-        raise ValueError("stratified_tasks needs tasks of both flip worlds")
-    return [normal[i] for i in rng.integers(len(normal), size=n // 2)] + [
-        flipped[i] for i in rng.integers(len(flipped), size=n // 2)
-    ]
 
 
 def validation_worlds(family: str) -> list[CartPoleTask]:
@@ -144,101 +146,23 @@ def train_in_context(
     (`04_test_time_adaptation`)."""
     cfg = config or InContextConfig()
     policy = model if isinstance(model, SSMPolicy) else SSMPolicy(model)
-    tasks, validation = (
+    validation = validation_worlds(cfg.family)
+
+    def worse_world(policy) -> tuple[float, dict]:
+        """Greedy returns on both worlds' validation tasks; the score is the worse."""
+        check = evaluate_in_context(policy, validation, 2, seed=777 + cfg.seed)
+        normal, flipped = check.world(False).mean, check.world(True).mean
+        return min(normal, flipped), {"normal": normal, "flipped": flipped}
+
+    result = train_ppo(
+        policy,
         list(get_family(cfg.family).train),
-        validation_worlds(cfg.family),
+        cfg.ppo_config(),
+        seed=cfg.seed,
+        progress=progress,
+        validate=worse_world,
     )
-    with torch.random.fork_rng():
-        torch.manual_seed(cfg.seed)
-        critic = ValueNet()
-    optimizer = torch.optim.Adam(policy.parameters(), lr=cfg.lr)
-    critic_opt = torch.optim.Adam(critic.parameters(), lr=cfg.critic_lr)
-    guard, critic_guard = UpdateGuard(cfg.max_grad_norm), UpdateGuard(cfg.max_grad_norm)
-    result = TrainResult("ppo-in-context", cfg.to_dict(), cfg.seed)
-    # one row per validation: iteration, env_steps, normal, flipped
-    result.validation = {}
-    rng, start, env_steps = np.random.default_rng(cfg.seed), time.perf_counter(), 0
-    best, best_score = None, -math.inf
-    n_tasks = None if cfg.unbalanced else cfg.tasks_per_iter
-    for it in progress_bar(range(10**9), enabled=progress, desc="in-context PPO"):
-        # 1. A batch: half of the tasks from each world, several episodes of each.
-        traj = collect(
-            policy,
-            stratified_tasks(tasks, cfg.tasks_per_iter, rng),
-            cfg.episodes_per_task,
-            seed=cfg.seed * 100_003 + it,
-        )
-        env_steps += traj.num_steps
-        with torch.no_grad():
-            values = critic(traj.obs)
-            advantages = gae(traj.rewards, values, traj.mask, cfg.gamma, cfg.gae_lambda)
-            targets = advantages + values
-            advantages = normalize_advantages(advantages, traj.mask, n_tasks=n_tasks)
-        # 2. Clipped policy steps, every task weighted equally (unless unbalanced); then
-        # the critic.
-        for _ in range(cfg.epochs):
-            log_probs, entropy = policy_log_probs(policy, traj)
-            loss = ppo_clip_loss(
-                log_probs, traj.log_probs, advantages, traj.mask, cfg.clip, n_tasks
-            )
-            guard.step(optimizer, loss, policy.parameters())
-        for _ in range(cfg.critic_steps):
-            critic_guard.step(
-                critic_opt,
-                value_loss(
-                    critic(traj.obs) / critic.scale, targets / critic.scale, traj.mask
-                ),
-                critic.parameters(),
-            )
-        seconds = time.perf_counter() - start
-        flips = np.repeat([t.flip for t in traj.tasks], cfg.episodes_per_task)
-        returns = traj.returns.numpy()
-        log_row(
-            result.history,
-            iteration=it,
-            env_steps=env_steps,
-            seconds=seconds,
-            normal_return=float(returns[~flips].mean()),
-            flipped_return=float(returns[flips].mean()),
-            loss=float(loss.detach()),
-            entropy=float(masked_mean(entropy.detach(), traj.mask)),
-        )
-        # 3. Every eval_every iterations: greedy validation of both worlds; keep the
-        # best weights.
-        if (it + 1) % cfg.eval_every == 0:
-            check = evaluate_in_context(policy, validation, 2, seed=777 + cfg.seed)
-            score = min(check.world(False).mean, check.world(True).mean)
-            log_row(
-                result.validation,
-                iteration=it,
-                env_steps=env_steps,
-                normal=check.world(False).mean,
-                flipped=check.world(True).mean,
-            )
-            if score > best_score:
-                best_score, best = score, copy.deepcopy(policy.model.state_dict())
-                result.final_eval = {
-                    "iteration": it,
-                    "env_steps": env_steps,
-                    "seconds": seconds,
-                    "normal": check.world(False).mean,
-                    "flipped": check.world(True).mean,
-                }
-            if score >= cfg.target_return:
-                result.solved, result.solved_at_seconds, result.solved_at_steps = (
-                    True,
-                    seconds,
-                    env_steps,
-                )
-                break
-        if seconds >= cfg.max_seconds or env_steps >= cfg.max_env_steps:
-            break
-    if best is not None and cfg.keep == "best":
-        policy.model.load_state_dict(best)
-    result.skipped_updates, result.applied_updates = (
-        guard.skipped + critic_guard.skipped,
-        guard.applied,
-    )
+    result.algorithm, result.config = "ppo-in-context", cfg.to_dict()
     return result
 
 

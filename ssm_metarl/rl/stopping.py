@@ -12,10 +12,11 @@ run ends with the best weights instead of the last ones. Taught in chapter 2
 
 from __future__ import annotations
 
-import copy
 import math
 import time
 from typing import Any, Callable
+
+import torch
 
 from ..cartpole.rollout import evaluate
 from ..report.progress import log_row
@@ -96,7 +97,8 @@ class StopRule:
         log_row(self.result.validation, iteration=iteration, env_steps=env_steps, **row)
         if score > self.best_score:
             self.best_score = score
-            self.best_weights = copy.deepcopy(policy.state_dict())
+            # the parameters the optimiser steps (of a model, or of an SSMPolicy)
+            self.best_weights = [p.detach().clone() for p in policy.parameters()]
             self.result.final_eval = {
                 "iteration": iteration,
                 "env_steps": env_steps,
@@ -107,8 +109,7 @@ class StopRule:
 
     def finish(self, policy) -> None:
         """End the run with the best-validated weights if the config keeps the best."""
-        if (
-            getattr(self.cfg, "keep", "last") == "best"
-            and self.best_weights is not None
-        ):
-            policy.load_state_dict(self.best_weights)
+        if getattr(self.cfg, "keep", "last") == "best" and self.best_weights:
+            with torch.no_grad():
+                for param, best in zip(policy.parameters(), self.best_weights):
+                    param.copy_(best)

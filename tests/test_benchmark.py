@@ -73,7 +73,7 @@ from pathlib import Path  # noqa: E402
 import numpy as np  # noqa: E402
 
 from ssm_metarl.bench import cli as bench_report  # noqa: E402
-from ssm_metarl.bench import protocols as bench_agents  # noqa: E402
+from ssm_metarl.bench import card_protocol, rliable_stats  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = ROOT / "models" / "benchmark_results.json"
@@ -91,9 +91,9 @@ def _tiny_results():
 
 
 def test_the_card_protocol_uses_the_cards_adaptation_configs_and_model():
-    assert bench_agents.CARD_CONFIGS == ((5, 0.01), (10, 0.01), (10, 0.001))
-    assert bench_agents.CARD_MODEL == "cartpole_goal_maml"  # the alias target of cartpole_hybrid_real_model
-    assert bench_agents.CARD_REPORTED["hybrid"] == "37.8 ± 17.1" and bench_agents.CARD_REPORTED["rsi_3"] == "74.3"
+    assert card_protocol.CARD_CONFIGS == ((5, 0.01), (10, 0.01), (10, 0.001))
+    assert card_protocol.CARD_MODEL == "cartpole_goal_maml"  # the alias target of cartpole_hybrid_real_model
+    assert card_protocol.CARD_REPORTED["hybrid"] == "37.8 ± 17.1" and card_protocol.CARD_REPORTED["rsi_3"] == "74.3"
 
 
 def test_write_outputs_writes_the_json_the_plots_and_the_table(tmp_path):
@@ -121,11 +121,11 @@ def test_update_readme_rewrites_only_the_marked_section(tmp_path):
 
 
 def test_iqm_drops_the_outer_quartiles_and_the_probability_of_improvement_counts_ties_half():
-    assert bench_agents.iqm([0, 1, 2, 3, 4, 5, 6, 100]) == pytest.approx(3.5)
+    assert rliable_stats.iqm([0, 1, 2, 3, 4, 5, 6, 100]) == pytest.approx(3.5)
     x, y = np.array([[2.0, 1.0], [2.0, 1.0]]), np.array([[1.0, 1.0], [1.0, 1.0]])
-    p = bench_agents.probability_of_improvement(x, y, n_resamples=50)
+    p = rliable_stats.probability_of_improvement(x, y, n_resamples=50)
     assert p["mean"] == pytest.approx(0.75) and p["low"] <= 0.75 <= p["high"]
-    ci = bench_agents.iqm_ci(np.arange(16.0).reshape(4, 4), n_resamples=50)
+    ci = rliable_stats.iqm_ci(np.arange(16.0).reshape(4, 4), n_resamples=50)
     assert ci["low"] <= ci["mean"] <= ci["high"] and ci["n"] == 16
 
 
@@ -155,14 +155,14 @@ def test_the_shipped_json_has_every_section_and_the_readme_shows_it():
 def test_the_card_protocol_reproduces_the_shipped_rows_within_their_ci():
     shipped = json.loads(SHIPPED.read_text())["card"]["rows"]
     with timing.torch_threads(1):
-        live = bench_agents.card_protocol()["rows"]  # ~15 s: the "done when" check
+        live = card_protocol.card_protocol()["rows"]  # ~15 s: the "done when" check
     assert [r["name"] for r in live] == [r["name"] for r in shipped]
     for new, old in zip(live, shipped):
         assert old["ci"]["low"] - 1e-9 <= new["ci"]["mean"] <= old["ci"]["high"] + 1e-9, new["name"]
 
 
 # --- chapter 6: the speed section and SB3 on held-out tasks (--protocol speed family) ----------------------------
-from ssm_metarl.bench import speed_table as bench_speed  # noqa: E402
+from ssm_metarl.bench import peers_tasks, speed_section, time_to_solve  # noqa: E402
 
 
 @pytest.mark.skipif(not SHIPPED.exists(), reason="models/benchmark_results.json not shipped")
@@ -175,7 +175,7 @@ def test_the_shipped_speed_section_holds_every_figure_as_a_ratio_with_a_ci():
     for row in results["speed"]["rows"]:
         r = row["ratio"]
         assert 0 < r["low"] <= r["mean"] <= r["high"] and r["n"] >= 3, row["name"]
-    ppo = bench_speed.ppo_time_to_solve(results)
+    ppo = time_to_solve.ppo_time_to_solve(results)
     assert ppo["ratio"]["low"] <= ppo["ratio"]["mean"] <= ppo["ratio"]["high"]
     assert sum(results["speed"]["seconds"].values()) < 150  # the budget for the section: ~2 minutes
     table = bench_report.results_markdown(results)
@@ -194,16 +194,16 @@ def test_ppo_time_to_solve_is_sb3s_median_over_ours_and_none_without_both():
     results = {"our_ppo": {"runs": [{"solved": True, "solved_at_seconds": s} for s in (1.0, 2.0, 3.0)]},
                "peers": {"runs": [{"algorithm": "sb3_ppo", "solved": True, "solved_at_seconds": s} for s in (4, 6, 8)]
                          + [{"algorithm": "sb3_dqn", "solved": True, "solved_at_seconds": 100.0}]}}
-    ppo = bench_speed.ppo_time_to_solve(results, n_resamples=200)
+    ppo = time_to_solve.ppo_time_to_solve(results, n_resamples=200)
     assert ppo["ratio"]["mean"] == pytest.approx(3.0) and ppo["ratio"]["low"] <= 3.0 <= ppo["ratio"]["high"]
     assert ppo["same_run"] is True
-    assert bench_speed.ppo_time_to_solve({"our_ppo": results["our_ppo"]}) is None
+    assert time_to_solve.ppo_time_to_solve({"our_ppo": results["our_ppo"]}) is None
 
 
 def test_the_speed_section_at_tiny_sizes_gives_every_row():
     sizes = {"rollout": {"naive_steps": 50, "rounds": 2, "policies": 1}, "maml": {"episodes": 1, "repeats": 2, "orders": (True,)},
              "ssm": {"lengths": (64,), "rounds": 2}}
-    speed = bench_speed.speed_section(sizes=sizes)
+    speed = speed_section.speed_section(sizes=sizes)
     assert len(speed["rows"]) == 1 + 1 + 3  # rollout (1 policy), meta-gradient (first order), scan/FFT/floor
     assert all(row["ratio"]["mean"] > 0 for row in speed["rows"])
     assert speed["sizes"]["ssm"]["lengths"] == [64]
@@ -211,7 +211,7 @@ def test_the_speed_section_at_tiny_sizes_gives_every_row():
 
 def test_sb3_and_our_ppo_run_on_a_held_out_goal_task_through_the_gymnasium_env():
     pytest.importorskip("stable_baselines3")
-    family = bench_speed.family_section(n_tasks=1, budget=300, algos=("ppo",), episodes=2)
+    family = peers_tasks.family_section(n_tasks=1, budget=300, algos=("ppo",), episodes=2)
     assert [row["algorithm"] for row in family["rows"]] == ["our_ppo", "sb3_ppo"]
     assert all(len(row["returns"]) == 1 and row["returns"][0] > 0 for row in family["rows"])
     assert family["budget"] == 300 and family["n_tasks"] == 1

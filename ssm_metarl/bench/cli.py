@@ -56,14 +56,14 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
         else (lambda msg: print(msg, file=sys.stderr, flush=True))
     )
     if "card" in args.protocol or "strong" in args.protocol:
-        from .protocols import card_protocol
+        from .card_protocol import card_protocol
 
         t = time.perf_counter()
         results["card"] = card_protocol(seed=args.seed, progress=not args.quiet)
         results["seconds"]["card"] = round(time.perf_counter() - t, 1)
         say(f"card protocol: {results['seconds']['card']} s")
     if "strong" in args.protocol:
-        from .protocols import strong_protocol
+        from .strong_protocol import strong_protocol
 
         t = time.perf_counter()
         results["strong"] = strong_protocol(
@@ -71,7 +71,7 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
         )
         results["seconds"]["strong"] = round(time.perf_counter() - t, 1)
         say(f"strong protocol: {results['seconds']['strong']} s")
-        from .protocols import our_ppo_cartpole
+        from .time_to_solve import our_ppo_cartpole
 
         t = time.perf_counter()
         results["our_ppo"] = our_ppo_cartpole(
@@ -93,13 +93,13 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
         )
         results["seconds"]["peers"] = round(time.perf_counter() - t, 1)
     if "speed" in args.protocol:
-        from .speed_table import speed_section
+        from .speed_section import speed_section
 
         t = time.perf_counter()
         results["speed"] = speed_section(seed=args.seed, progress=say)
         results["seconds"]["speed"] = round(time.perf_counter() - t, 1)
     if "family" in args.protocol:
-        from .speed_table import family_section
+        from .peers_tasks import family_section
 
         t = time.perf_counter()
         results["family"] = family_section(

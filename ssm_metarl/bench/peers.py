@@ -4,7 +4,8 @@ CartPole-v1 settings.
 Optional: needs the ``bench`` extra (``pip install -e .[bench]``); SB3 is imported only
 when a peer runs. Each run trains on real Gymnasium ``CartPole-v1`` and is scored the
 way chapter 2 scores our PPO: solved means a greedy mean return >= 475 over 100 real
-episodes, and the clock includes every evaluation. Taught in chapter 6
+episodes, and the clock includes every evaluation. The same peers on held-out tasks
+of a family are :mod:`ssm_metarl.bench.peers_tasks`. Taught in chapter 6
 (``06_benchmarks``).
 """
 
@@ -19,7 +20,7 @@ import torch
 from ..report.stats import bootstrap_ci
 from ..report.timing import torch_threads
 
-__all__ = ["ZOO", "ZOO_SOURCE", "greedy_returns", "run_sb3", "run_peers"]
+__all__ = ["ZOO", "ZOO_SOURCE", "greedy_returns", "sb3_model", "run_sb3", "run_peers"]
 
 #: RL Zoo's tuned CartPole-v1 settings (DLR-RM/rl-baselines3-zoo, hyperparams/ppo.yml
 #: and dqn.yml at commit 22e3ff2), read and restated; ``lin_x`` means a rate falling
@@ -86,7 +87,10 @@ def _lin(value):
     return value
 
 
-def _make(algo: str, seed: int, zoo: dict, env=None):
+def sb3_model(algo: str, seed: int, zoo: dict, env=None):
+    """An untrained SB3 ``PPO`` or ``DQN`` (`algo`) with the settings `zoo` (an entry of
+    ``ZOO``), on `env` or on ``zoo["n_envs"]`` seeded copies of real ``CartPole-v1``.
+    Chapter 6."""
     from stable_baselines3 import DQN, PPO
     from stable_baselines3.common.env_util import make_vec_env
 
@@ -157,7 +161,7 @@ def run_sb3(
         "solved_at_seconds": None,
     }
     start = time.perf_counter()
-    model = _make(algo, seed, zoo)
+    model = sb3_model(algo, seed, zoo)
     predict = lambda obs: model.predict(obs, deterministic=True)[0]
 
     class Check(BaseCallback):

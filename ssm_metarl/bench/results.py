@@ -156,7 +156,7 @@ def _ratio(r: dict) -> str:
 def _speed_rows(results: dict) -> list[dict]:
     """The speed section's rows, then our PPO vs SB3's in time to solve (from the
     peers sections)."""
-    from .speed_table import ppo_time_to_solve
+    from .time_to_solve import ppo_time_to_solve
 
     rows = list((results.get("speed") or {}).get("rows", []))
     ppo = ppo_time_to_solve(results)

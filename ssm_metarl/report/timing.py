@@ -9,6 +9,7 @@ and 3.
 from __future__ import annotations
 
 import contextlib
+import os
 import time
 from typing import Callable
 
@@ -23,6 +24,7 @@ __all__ = [
     "speed_words",
     "times_faster",
     "torch_threads",
+    "load_average",
 ]
 
 
@@ -99,3 +101,13 @@ def times_faster(ratio: Estimate) -> str:
     """A speed-up with its CI as prose: "4.1× (95% CI 3.8–4.4×)". Defined in
     chapter 1."""
     return f"{ratio.mean:.1f}× (95% CI {ratio.low:.1f}–{ratio.high:.1f}×)"
+
+
+def load_average() -> float | None:
+    """The machine's 1-minute load average (other processes compete for the cores), if
+    the OS reports it: every speed benchmark records it beside its times. Chapters 1-3
+    (``python -m ssm_metarl bench``)."""
+    try:
+        return round(os.getloadavg()[0], 2)
+    except (AttributeError, OSError):
+        return None

@@ -13,12 +13,12 @@ from __future__ import annotations
 import torch
 
 from ..adapt.adapters import (
-    ExperienceBuffer,
     HybridAdaptationConfig,
     HybridAdapter,
     StandardAdaptationConfig,
     StandardAdapter,
 )
+from ..adapt.buffer import ExperienceBuffer
 from ..cartpole.rollout import collect
 from ..cartpole.tasks import CartPoleTask
 from ..io.artifacts import artifact_path, load_card

@@ -15,12 +15,12 @@ import numpy as np
 import torch
 
 from ..adapt.adapters import (
-    ExperienceBuffer,
     HybridAdaptationConfig,
     HybridAdapter,
     StandardAdaptationConfig,
     StandardAdapter,
 )
+from ..adapt.buffer import ExperienceBuffer
 from ..cartpole.rollout import collect
 from ..cartpole.tasks import CartPoleTask, get_family
 from ..io.artifacts import artifact_path, load_card

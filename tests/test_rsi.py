@@ -18,7 +18,11 @@ from ssm_metarl import StateSpaceModel, artifact_path, load_checkpoint  # noqa: 
 from ssm_metarl.cli import main  # noqa: E402
 from ssm_metarl.meta.per_task import expand_params  # noqa: E402
 from ssm_metarl.rsi.agent import CycleReport, RecursiveSelfImprovementAgent, RSIConfig, RSIHalted, decide  # noqa: E402
-from ssm_metarl.rsi.search import Candidate, SharedStudy, encode_model  # noqa: E402
+from ssm_metarl.rsi.search import Candidate  # noqa: E402
+from ssm_metarl.rsi.session import Session  # noqa: E402
+from ssm_metarl.rsi.study import SharedStudy  # noqa: E402
+from ssm_metarl.rsi.verify import encode_model  # noqa: E402
+from ssm_metarl.rsi.worker import run_trial  # noqa: E402
 
 TINY = dict(candidates=3, train_epochs=0, validation_tasks=4, test_tasks=4, episodes=2, eval_episodes=2)
 
@@ -207,6 +211,9 @@ def test_an_environment_is_not_a_task_family():
 
 # -- Optuna workers in separate processes ----------------------------------------------------------
 def _post(shared, n, **config):
+    """A round of `n` trials, as a coordinator posts it (with its live session)."""
+    if getattr(shared, "session", None) is None:
+        shared.session = Session(shared, "r", stale=30).open(settle=0)
     cfg = RSIConfig(**{**TINY, **config})
     model = tiny_model()
     current = np.full(cfg.validation_tasks, 20.0).tolist()
@@ -229,7 +236,7 @@ def test_two_worker_processes_share_one_journal_study_and_every_trial_lands_once
     deadline = time.time() + 50
     while time.time() < deadline and sum(t.state.is_finished() for t in shared.trials("r0")) < 6:
         time.sleep(0.5)
-    shared.study.set_user_attr("finished", True)
+    shared.session.close(finished=True)
     for w in workers:
         w.wait(timeout=30)
     trials = shared.trials()
@@ -248,12 +255,13 @@ def test_a_killed_worker_leaves_its_trial_failed_and_the_study_usable(tmp_path):
         time.sleep(0.3)
     os.kill(worker.pid, signal.SIGKILL)
     worker.wait()
+    shared.session.close()
     time.sleep(1.0)
     shared.fail_stale("r0", stale_seconds=0.5)
     (trial,) = shared.trials("r0")
     assert trial.state.name == "FAIL" and "worker lost" in trial.user_attrs["reason"]
     _post(shared, 1)  # the same study goes on
-    shared.run_trial(shared.claim())
+    run_trial(shared, shared.claim())
     assert [t.state.name for t in shared.trials("r0")] == ["FAIL", "COMPLETE"]
 
 

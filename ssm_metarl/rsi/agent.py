@@ -3,42 +3,37 @@ if it is measurably better.
 
 `RecursiveSelfImprovementAgent.improve` runs one cycle: score the current model on the
 validation tasks, publish a round of proposals to an Optuna study
-(`ssm_metarl.rsi.search`), let workers train and score the candidates with the same
+(`ssm_metarl.rsi.study`), let workers train and score the candidates with the same
 seeds, and accept the best one only if the confidence interval of its paired improvement
-lies above zero (`decide`). Every cycle ends with an atomic checkpoint, so a killed run
-resumes where it stopped; the test tasks are scored for the record and never decide.
+lies above zero (`decide`) and the agent's own re-scoring of it agrees
+(`ssm_metarl.rsi.verify`). Every cycle ends with the run's state saved as one unit
+(`ssm_metarl.rsi.state`), so a killed run resumes where it stopped; the test tasks are
+scored for the record and never decide.
 Taught in chapter 5 (`book/05_recursive_self_improvement.md`).
 """
 
 from __future__ import annotations
 
 import logging
-import tempfile
 import time
 import uuid
-from dataclasses import asdict, dataclass, fields
-from pathlib import Path
+from dataclasses import asdict
 from typing import Any, Callable
 
 import numpy as np
 
 from ..cartpole.tasks import TaskDistribution, get_family
-from ..io.atomic import save_json
-from ..io.checkpoint import load_checkpoint, save_checkpoint
 from ..meta.evaluation import TEST_SEED, held_out_tasks
 from ..meta.maml_rl import _seed
 from ..models.ssm import StateSpaceModel
-from ..report.stats import Estimate, bootstrap_ci
-from .search import (
-    Candidate,
-    RSIConfig,
-    SharedStudy,
-    decode_model,
-    encode_model,
-    score,
-    train_candidate,
-    validation_tasks,
-)
+from ..report.stats import bootstrap_ci
+from .decision import CycleReport, decide  # noqa: F401 (decide: chapter 5's import)
+from .run import PersistentRun, claim_study
+from .search import Candidate, RSIConfig, score, train_candidate, validation_tasks
+from .session import Session
+from .study import SharedStudy
+from .verify import candidate_entry, encode_model, verified_decision
+from .watch import wait_for_round
 
 __all__ = [
     "RSIConfig",
@@ -56,116 +51,15 @@ class RSIHalted(RuntimeError):
     stops); chapter 5."""
 
 
-def decide(
-    current, candidates: list[dict], config: RSIConfig, seed: int = 0
-) -> tuple[int | None, str, list[dict]]:
-    """The acceptance rule. `current` holds the current model's per-task validation
-    returns; each candidate dict its own (`returns`, same tasks and seeds) or an
-    `unsafe` reason.
-
-    Returns (index of the accepted candidate or None, the reason, each candidate's
-    verdict). With `rule="ci"` the best candidate (largest mean paired improvement) is
-    accepted only if the lower end of the CI of that improvement exceeds `margin`. With
-    several candidates the confidence is raised to 1 - (1 - confidence)/K (Bonferroni),
-    because picking the best of K noisy scores favours luck. `rule="naive"` accepts any
-    positive mean. Defined in chapter 5.
-    """
-    current = np.asarray(current, dtype=np.float64)
-    safe = [
-        i
-        for i, c in enumerate(candidates)
-        if c.get("returns") is not None and not c.get("unsafe")
-    ]
-    level = 1 - (1 - config.confidence) / max(1, len(safe))
-    verdicts = []
-    for i, c in enumerate(candidates):
-        if i not in safe:
-            verdicts.append(
-                {
-                    "status": "unsafe" if c.get("unsafe") else "failed",
-                    "reason": c.get("unsafe") or c.get("reason") or "no result",
-                }
-            )
-            continue
-        gain = bootstrap_ci(
-            np.asarray(c["returns"]) - current, confidence=level, seed=seed
-        )
-        verdicts.append(
-            {"status": "scored", "improvement": gain.to_dict(), "reason": ""}
-        )
-    if not safe:
-        return None, "no candidate was safe to score", verdicts
-    best = max(safe, key=lambda i: verdicts[i]["improvement"]["mean"])
-    gain = Estimate(**verdicts[best]["improvement"])
-    passed = (
-        gain.mean > config.margin
-        if config.rule == "naive"
-        else gain.low > config.margin
-    )
-    for i in safe:
-        verdicts[i]["status"] = "accepted" if (i == best and passed) else "rejected"
-        verdicts[i]["reason"] = ("best, and " if i == best else "not the best; ") + (
-            f"improvement {Estimate(**verdicts[i]['improvement'])} "
-            + (
-                "(mean above margin)"
-                if config.rule == "naive"
-                else f"({100 * level:.1f}% CI)"
-            )
-        )
-    if passed:
-        return (
-            best,
-            f"accepted trial {candidates[best].get('trial')}: improvement {gain} lies "
-            f"above {config.margin:g}",
-            verdicts,
-        )
-    what = "mean" if config.rule == "naive" else f"{100 * level:.1f}% CI"
-    return (
-        None,
-        f"kept the current model: the best improvement {gain} ({what}) does not lie "
-        f"above {config.margin:g}",
-        verdicts,
-    )
-
-
-@dataclass
-class CycleReport:
-    """One cycle: the current model's scores, every proposal with its verdict, the
-    decision and why, and the test score of the model kept (recorded, never used to
-    decide). Chapter 5.
-    """
-
-    cycle: int
-    # the current model's Estimate on the validation tasks, before the decision
-    validation: dict
-    # trial, params, train info, validation mean, improvement Estimate, status, reason
-    candidates: list[dict]
-    accepted: int | None  # the accepted trial's number, or None
-    reason: str
-    test: dict  # Estimate of the model kept after this cycle, on the test tasks
-    test_returns: list[float]
-    model_config: dict
-    inner_lr: float
-    seconds: float
-    # no candidate could be scored safely (all unsafe or failed)
-    emergency: bool = False
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> "CycleReport":
-        return cls(**{f.name: data[f.name] for f in fields(cls) if f.name in data})
-
-
-class RecursiveSelfImprovementAgent:
+class RecursiveSelfImprovementAgent(PersistentRun):
     """The model card's agent, made safe: `improve()` runs one evaluate / propose /
     keep-or-roll-back cycle.
 
     `tasks_or_env` is a task family (a name such as "goal", or a `TaskDistribution`):
-    held-out tasks are what make "better" measurable. `run_dir` holds the checkpoint
-    (`agent.pt`), the history (`history.json`), the archive of accepted models and, by
-    default, the Optuna journal (`study.log`); an existing run there is resumed.
+    held-out tasks are what make "better" measurable. `run_dir` holds the run's state
+    (`agent.pt`, `history.json` and the archive of accepted models, saved as one unit)
+    and, by default, the Optuna journal (`study.log`); an existing run there is resumed,
+    and a setting given for the resume that differs from the run's is refused.
     `storage` may be any Optuna URL shared with `rsi-worker` processes; with
     `inline=True` this process also works on its own proposals.
     `trainer(current, params, config, seed, heartbeat)` builds a candidate (default:
@@ -183,7 +77,7 @@ class RecursiveSelfImprovementAgent:
         inner_lr: float = 0.01,
         run_dir: str | None = None,
         storage: str | None = None,
-        study: str = "rsi",
+        study: str | None = None,
         inline: bool = True,
         trainer: Callable = train_candidate,
         resume: bool = True,
@@ -203,115 +97,31 @@ class RecursiveSelfImprovementAgent:
                 "an environment is a single task, and improvement is measured on "
                 "held-out tasks"
             )
-        config = config or RSIConfig()
         overrides = {"family": tasks_or_env, **({} if seed is None else {"seed": seed})}
-        self.config = RSIConfig(**{**config.to_dict(), **overrides})
-        self.run_dir = Path(run_dir or tempfile.mkdtemp(prefix="rsi-"))
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        self.storage = storage or f"journal:{self.run_dir / 'study.log'}"
-        self.study_name, self.inline, self.trainer, self.progress = (
-            study,
-            inline,
-            trainer,
-            progress,
+        self.inline, self.trainer, self.progress = inline, trainer, progress
+        self._shared, self._session = None, None
+        self._open_run(
+            run_dir, storage, study, config, overrides, resume, initial_model, inner_lr
         )
-        self.current = Candidate(initial_model, float(inner_lr))
-        self.history: list[CycleReport] = []
-        self.archive: list[dict] = []
-        self.floor: float | None = None
-        self.emergencies, self.halted = 0, None
-        if resume and (self.run_dir / "agent.pt").exists():
-            self._load()
-        else:
-            self._archive(-1, None)
-        self._shared: SharedStudy | None = None
-
-    # -- state
-    # ------------------------------------------------------------------------------
-    @property
-    def current_model(self) -> StateSpaceModel:
-        return self.current.model
-
-    @property
-    def best_checkpoint(self) -> Path:
-        """The archived checkpoint of the model in use (the last accepted one, or the
-        initial one)."""
-        return Path(self.archive[-1]["path"])
-
-    def _archive(self, cycle: int, validation: float | None) -> None:
-        name = "initial.pth" if cycle < 0 else f"cycle_{cycle:03d}.pth"
-        path = self.current_model.save(
-            self.run_dir / "archive" / name, extra={"inner_lr": self.current.inner_lr}
-        )
-        self.archive.append(
-            {
-                "cycle": cycle,
-                "path": str(path),
-                "inner_lr": self.current.inner_lr,
-                "validation": validation,
-            }
-        )
-
-    def save(self) -> Path:
-        """Write the agent atomically: `agent.pt` (current weights and state) and
-        `history.json`."""
-        state = {
-            "model_config": asdict(self.current_model.config),
-            "inner_lr": self.current.inner_lr,
-            "history": [r.to_dict() for r in self.history],
-            "archive": self.archive,
-            "floor": self.floor,
-            "emergencies": self.emergencies,
-            "halted": self.halted,
-            "storage": self.storage,
-            "study": self.study_name,
-        }
-        save_json(
-            self.run_dir / "history.json", {"config": self.config.to_dict(), **state}
-        )
-        return save_checkpoint(
-            self.run_dir / "agent.pt",
-            kind="RSIAgent",
-            config=self.config.to_dict(),
-            state_dict=self.current_model.state_dict(),
-            extra=state,
-        )
-
-    def _load(self) -> None:
-        ckpt = load_checkpoint(self.run_dir / "agent.pt", kind="RSIAgent")
-        extra = ckpt.extra
-        model = StateSpaceModel(**extra["model_config"])
-        model.load_state_dict(ckpt.state_dict)
-        self.current = Candidate(model, float(extra["inner_lr"]))
-        self.history = [CycleReport.from_dict(r) for r in extra["history"]]
-        self.archive, self.floor, self.emergencies = (
-            extra["archive"],
-            extra["floor"],
-            extra["emergencies"],
-        )
-        self.halted = extra["halted"]
-        log.info("resumed %s after %d cycle(s)", self.run_dir, len(self.history))
-
-    def rollback(self, cycle: int = -1) -> StateSpaceModel:
-        """Make the model archived at `cycle` (-1: the initial one) current again, and
-        save."""
-        entry = next(e for e in self.archive if e["cycle"] == cycle)
-        self.current = Candidate(StateSpaceModel.load(entry["path"]), entry["inner_lr"])
-        self.archive.append(dict(entry))
-        self.save()
-        return self.current_model
 
     # -- one cycle
     # --------------------------------------------------------------------------
     def study(self) -> SharedStudy:
+        """The run's study, claimed by this process for the run (`Session`)."""
         if self._shared is None:
             # seeded by the cycle too, so a resumed run does not replay its first
             # proposals
-            self._shared = SharedStudy(
-                self.storage,
+            shared = SharedStudy(
+                self.where,
                 self.study_name,
                 sampler_seed=_seed(self.config.seed, len(self.history)),
             )
+            claim_study(
+                shared, self.run_id, self.own_journal or self._replaces is not None
+            )
+            self._session = Session(shared, self.run_id, self.config.stale_seconds)
+            self._shared = shared
+            self._session.open()
         return self._shared
 
     def evaluate(
@@ -335,11 +145,12 @@ class RecursiveSelfImprovementAgent:
         )
 
     def improve(self, timeout: float | None = None) -> CycleReport:
-        """One cycle: evaluate, propose (Optuna), train and score candidates, accept or
-        keep, checkpoint."""
+        """One cycle: evaluate, propose (Optuna), train and score candidates, verify
+        the best, accept or keep, save."""
         if self.halted:
             raise RSIHalted(self.halted)
         start, cycle, cfg = time.perf_counter(), len(self.history), self.config
+        shared = self.study()  # beats from here on, so workers wait for this round
         seed = _seed(cfg.seed, cycle, 17)
         current = self.evaluate(seed=seed)
         if self.floor is None:
@@ -351,8 +162,7 @@ class RecursiveSelfImprovementAgent:
                 f"below the floor {self.floor:.1f}; the last accepted model is "
                 f"{self.best_checkpoint}"
             )
-        round_id = f"{cycle}-{uuid.uuid4().hex[:8]}"
-        shared = self.study()
+        round_id = f"{self.run_id}-{cycle}-{uuid.uuid4().hex[:6]}"
         shared.post_round(
             {
                 "id": round_id,
@@ -365,40 +175,42 @@ class RecursiveSelfImprovementAgent:
             },
             cfg.candidates,
         )
-        trials = self._wait(shared, round_id, timeout)
-        candidates = [
-            {
-                "trial": t.number,
-                "params": dict(t.params),
-                "train": t.user_attrs.get("train"),
-                "returns": t.user_attrs.get("returns"),
-                "unsafe": t.user_attrs.get("unsafe"),
-                "reason": t.user_attrs.get("reason"),
-                "state": t.state.name,
-                "worker": t.user_attrs.get("worker"),
-            }
-            for t in trials
-        ]
-        chosen, reason, verdicts = decide(current, candidates, cfg, seed=cycle)
+        trials = wait_for_round(
+            shared,
+            round_id,
+            cfg.candidates,
+            cfg.stale_seconds,
+            self.inline,
+            self.trainer,
+            timeout,
+            self._session,
+            self.progress,
+        )
+        candidates = [candidate_entry(t, cfg.validation_tasks) for t in trials]
+        chosen, reason, verdicts, model = verified_decision(
+            current,
+            candidates,
+            trials,
+            cfg,
+            self.current_model,
+            lambda found: self.evaluate(found, seed=seed),
+            cycle,
+        )
         if chosen is not None:
-            attrs = trials[chosen].user_attrs
             self.current = Candidate(
-                decode_model(attrs["model"]), float(attrs["inner_lr"])
+                model, float(trials[chosen].user_attrs["inner_lr"])
             )
-            self._archive(cycle, float(np.mean(attrs["returns"])))
+            self._archive(cycle, float(np.mean(candidates[chosen]["returns"])))
         emergency = bool(candidates) and all(
             v["status"] in ("unsafe", "failed") for v in verdicts
         )
         self.emergencies = self.emergencies + 1 if emergency else 0
         test = self.evaluate(split="test")
         for c, v in zip(candidates, verdicts):
+            returns = c.pop("returns")
             c.update(
-                v,
-                validation_mean=None
-                if c["returns"] is None
-                else float(np.mean(c["returns"])),
+                v, validation_mean=None if returns is None else float(np.mean(returns))
             )
-            c.pop("returns")
         report = CycleReport(
             cycle,
             bootstrap_ci(current).to_dict(),
@@ -428,33 +240,10 @@ class RecursiveSelfImprovementAgent:
         self.save()
         raise RSIHalted(message)
 
-    def _wait(self, shared: SharedStudy, round_id: str, timeout: float | None) -> list:
-        """Until every trial of the round has finished: work on them here (inline) or
-        wait for workers."""
-        n, deadline = (
-            self.config.candidates,
-            None if timeout is None else time.time() + timeout,
-        )
-        while True:
-            finished = [t for t in shared.trials(round_id) if t.state.is_finished()]
-            if len(finished) >= n:
-                return sorted(finished, key=lambda t: t.number)[:n]
-            if deadline is not None and time.time() > deadline:
-                for t in shared.trials(
-                    round_id,
-                    states=(shared.TrialState.RUNNING, shared.TrialState.WAITING),
-                ):
-                    shared.fail(t, f"timed out after {timeout:.0f} s")
-                continue
-            trial = shared.claim() if self.inline else None
-            if trial is not None:
-                shared.run_trial(trial, self.trainer)
-                if self.progress:
-                    self.progress()
-            else:
-                shared.fail_stale(round_id, self.config.stale_seconds)
-                time.sleep(0.5)
-
     def finish(self) -> None:
-        """Tell every worker sharing the study that the run is over (they exit)."""
-        self.study().study.set_user_attr("finished", True)
+        """Tell every worker sharing the study that the run is over (they exit), and
+        let go of the study and the run directory."""
+        if self._session is not None:
+            self._session.close(finished=True)
+            self._session, self._shared = None, None
+        self.lock.release()

@@ -3,20 +3,24 @@
 
 ``rsi --cycles 3 --out runs/rsi1`` needs nothing else running: the Optuna study lives in
 a journal file in the run directory. ``--workers N`` starts N local ``rsi-worker``
-processes on the same file; on a cluster, start the workers yourself with a PostgreSQL
-or MySQL URL as ``--storage``: that URL is the only change. Flags are built from
-`RSIConfig`. Taught in chapter 5 (`book/05_recursive_self_improvement.md`).
+processes on the same file. On several machines, give the coordinator and every worker
+the same PostgreSQL URL as ``--storage``, with the password in the environment. Every
+flag is checked before any work (`ssm_metarl.rsi.checks`); a failure during the run
+ends in one line. Flags are built from `RSIConfig`. Taught in chapter 5
+(`book/05_recursive_self_improvement.md`).
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import subprocess
 import sys
 import time
 
-# check_rsi, check_worker: argument checks
+from .checks import check_rsi, check_worker
+
 __all__ = ["add_parsers", "cmd_rsi", "cmd_rsi_worker"]
 
 log = logging.getLogger(__name__)
@@ -25,6 +29,8 @@ _ROW = (
     "{cycle:>5}  {validation:>7.1f}  {best:>22}  {decision:<8}  {test:>7.1f}  "
     "{seconds:>5.0f}"
 )
+#: Seconds a local worker waits for a silent coordinator before it stops.
+LOCAL_COORDINATOR_TIMEOUT = 60
 
 
 def _row(report) -> str:
@@ -45,121 +51,8 @@ def _row(report) -> str:
     )
 
 
-def _initial(args):
-    """The model to start from and its adaptation step size (from its card when it is a
-    shipped artifact)."""
-    from pathlib import Path
-
-    from ..io.artifacts import artifact_path, load_card
-    from ..models.ssm import StateSpaceModel
-
-    path = (
-        Path(args.model)
-        if args.model.endswith(".pth") and Path(args.model).exists()
-        else None
-    )
-    if path is None:
-        path = artifact_path(
-            args.model if args.model.endswith(".pth") else args.model + ".pth"
-        )
-    inner_lr = args.inner_lr
-    if inner_lr is None:
-        try:
-            inner_lr = load_card(path.stem).get("adaptation_lr")
-        except (FileNotFoundError, ValueError):
-            inner_lr = None
-    return StateSpaceModel.load(path), float(inner_lr or 0.01), path
-
-
-def _worker_command(storage: str, study: str, threads: int | None) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "ssm_metarl",
-        "rsi-worker",
-        "--storage",
-        storage,
-        "--study",
-        study,
-        "--threads",
-        str(threads or 1),
-        "--idle-exit",
-        "300",
-    ]
-
-
-def _config(args: argparse.Namespace):
-    from dataclasses import fields
-
-    from .search import RSIConfig
-
-    return RSIConfig(
-        **{
-            f.name: getattr(args, f.name)
-            for f in fields(RSIConfig)
-            if hasattr(args, f.name)
-        }
-    )
-
-
-def check_rsi(args: argparse.Namespace) -> None:
-    """Every `rsi` argument checked before any work: a ValueError becomes a one-line
-    usage error."""
-    _config(args)
-    for name, minimum in (("cycles", 1), ("workers", 0), ("threads", 1)):
-        value = getattr(args, name)
-        if value is not None and value < minimum:
-            raise ValueError(f"--{name} must be >= {minimum}, got {value}")
-    if args.inner_lr is not None and not args.inner_lr > 0:
-        raise ValueError(f"--inner_lr must be a positive number, got {args.inner_lr}")
-
-
-def check_worker(args: argparse.Namespace) -> None:
-    """`rsi-worker`'s numbers checked before it opens the study."""
-    for name in ("threads", "max_trials", "idle_exit"):
-        value = getattr(args, name)
-        if value is not None and not value > 0:
-            raise ValueError(
-                f"--{name.replace('_', '-') if name != 'threads' else name} must be "
-                f"positive, got {value}"
-            )
-
-
-def cmd_rsi(args: argparse.Namespace) -> int:
-    """Run `--cycles` cycles of self-improvement; write the run directory (and an
-    artifact with `--ship`); chapter 5."""
-    import platform
-    import shlex
-    from dataclasses import asdict
-    from pathlib import Path
-
-    import torch
-
-    from ..report.progress import progress_bar
-    from ..report.stats import bootstrap_ci
-    from .agent import RecursiveSelfImprovementAgent, RSIHalted
-
-    config = _config(args)
-    if args.threads is not None:
-        torch.set_num_threads(args.threads)
-    model, inner_lr, source = _initial(args)
-    agent = RecursiveSelfImprovementAgent(
-        model,
-        config.family,
-        config=config,
-        inner_lr=inner_lr,
-        run_dir=args.out,
-        storage=args.storage,
-        study=args.study,
-        inline=args.workers == 0,
-        resume=not args.no_resume,
-    )
-    workers = [
-        subprocess.Popen(_worker_command(agent.storage, agent.study_name, args.threads))
-        for _ in range(args.workers)
-    ]
-    start, done = time.perf_counter(), len(agent.history)
-    print(
+def _header() -> str:
+    return (
         _ROW.replace(":>7.1f", ":>7")
         .replace(":>5.0f", ":>5")
         .format(
@@ -171,61 +64,95 @@ def cmd_rsi(args: argparse.Namespace) -> int:
             seconds="sec",
         )
     )
+
+
+def _stop_on_sigterm() -> None:
+    """SIGTERM ends the process like Ctrl-C: cleanly, through the same handlers."""
+
+    def handler(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, handler)
+
+
+def _worker_command(storage: str, study: str, threads: int | None) -> list[str]:
+    """A local worker's command line: the storage URL as given (a password never is:
+    the workers read it from the environment they inherit)."""
+    return [
+        sys.executable,
+        "-m",
+        "ssm_metarl",
+        "rsi-worker",
+        "--storage",
+        storage,
+        "--study",
+        study,
+        "--threads",
+        str(threads or 1),
+        "--coordinator-timeout",
+        str(LOCAL_COORDINATOR_TIMEOUT),
+    ]
+
+
+def cmd_rsi(args: argparse.Namespace) -> int:
+    """Run `--cycles` cycles of self-improvement; write the run directory (and an
+    artifact with `--ship`); chapter 5."""
+    import torch
+
+    from .agent import RecursiveSelfImprovementAgent, RSIHalted
+    from .checks import config_from
+    from .ship import ship
+    from .state import RunStateError, load_state
+    from .storage import StorageError
+
+    _stop_on_sigterm()
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    base = load_state(args.out).config if args.resuming else None
+    workers, agent, start = [], None, time.perf_counter()
     try:
+        agent = RecursiveSelfImprovementAgent(
+            args.start_model,  # None when resuming: the run has its own
+            config_from(args, base).family,
+            config=config_from(args, base),
+            inner_lr=args.start_lr or 0.01,
+            run_dir=args.out,
+            storage=args.storage,
+            study=args.study,
+            inline=args.workers == 0,
+            resume=not args.no_resume,
+        )
+        url = agent.where.url if agent.where.kind == "journal" else args.storage
+        workers = [
+            subprocess.Popen(_worker_command(url, agent.study_name, args.threads))
+            for _ in range(args.workers)
+        ]
+        done = len(agent.history)
+        print(_header(), flush=True)
+        from ..report.progress import progress_bar
+
         for _ in progress_bar(
             range(done, args.cycles), enabled=not args.quiet, desc="rsi cycles"
         ):
             print(_row(agent.improve()), flush=True)
     except RSIHalted as exc:
-        print(f"halted by the safety monitor: {exc}")
+        print(f"halted by the safety monitor: {exc}", flush=True)
+    except KeyboardInterrupt:
+        print(_interrupted(agent, args), file=sys.stderr)
+        return 130
+    except (StorageError, RunStateError, OSError) as exc:
+        print(f"rsi: error: {_one_line(exc, agent, args)}", file=sys.stderr)
+        return 1
     finally:
-        agent.finish()
-        for w in workers:
-            try:
-                w.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                w.terminate()
+        _stop(agent, workers)
     seconds = time.perf_counter() - start
     if args.ship:
-        out = Path(args.ship)
-        first, last = agent.history[0], agent.history[-1]
-        card = {
-            "name": out.stem,
-            "command": "python -m ssm_metarl "
-            + " ".join(shlex.quote(a) for a in args.argv),
-            "created_by": "ssm_metarl.cli rsi",
-            "torch": torch.__version__,
-            "threads": torch.get_num_threads(),
-            "python": platform.python_version(),
-            "kind": "StateSpaceModel",
-            "model_config": asdict(agent.current_model.config),
-            "parameters": sum(p.numel() for p in agent.current_model.parameters()),
-            "adaptation_lr": agent.current.inner_lr,
-            "initial_model": source.name,
-            "initial_inner_lr": inner_lr,
-            "rsi_config": config.to_dict(),
-            "cycles": len(agent.history),
-            "workers": args.workers,
-            "storage": (
-                "Optuna journal file in the run directory, shared by local worker "
-                "processes"
-            ),
-            "wall_seconds": seconds,
-            "halted": agent.halted,
-            "accepted_cycles": [
-                r.cycle for r in agent.history if r.accepted is not None
-            ],
-            "test_gain_first_to_last": bootstrap_ci(
-                [b - a for a, b in zip(first.test_returns, last.test_returns)]
-            ).to_dict(),
-            "history": [r.to_dict() for r in agent.history],
-        }
-        agent.current_model.save(
-            out.with_suffix(".pth"),
-            extra={"inner_lr": agent.current.inner_lr},
-            card=card,
-        )
-        print(f"wrote {out.with_suffix('.pth')} and {out.with_suffix('.json')}")
+        try:
+            written = ship(agent, args, seconds)
+        except (OSError, RuntimeError) as exc:
+            print(f"rsi: error: --ship {args.ship}: {_one_line(exc)}", file=sys.stderr)
+            return 1
+        print(f"wrote {written} and {written.with_suffix('.json')}")
     print(
         f"{len(agent.history)} cycle(s) in {seconds:.0f} s; history in "
         f"{agent.run_dir / 'history.json'}"
@@ -233,25 +160,79 @@ def cmd_rsi(args: argparse.Namespace) -> int:
     return 0
 
 
+def _one_line(exc: BaseException, agent=None, args=None) -> str:
+    """An error as one line; a full disk says so, whatever layer noticed it."""
+    import errno
+
+    from .storage import mask
+
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    if getattr(exc, "errno", None) == errno.ENOSPC or "unexpected pos" in text:
+        text = f"no space left on device ({text[:100]})"
+    return mask(text)
+
+
+def _interrupted(agent, args) -> str:
+    if agent is None:
+        return "interrupted before the run started: nothing was written"
+    return (
+        f"interrupted: the run in {agent.run_dir} keeps its {len(agent.history)} "
+        "complete cycle(s); run the same command again to resume it"
+    )
+
+
+def _stop(agent, workers) -> None:
+    """Tell the workers the run is over, then wait for them (30 s) before ending
+    them."""
+    if agent is not None:
+        try:
+            agent.finish()
+        except Exception as exc:  # the run is saved; telling the workers is a courtesy
+            log.warning("could not mark the run finished: %s", _one_line(exc))
+    for w in workers:
+        try:
+            w.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            w.terminate()
+            try:
+                w.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                w.kill()
+
+
 def cmd_rsi_worker(args: argparse.Namespace) -> int:
-    """Work on a shared study's proposals until its run finishes (or none comes for
-    --idle-exit s); chapter 5."""
+    """Work on a shared study's proposals until its run finishes, its coordinator is
+    gone, or none comes for --idle-exit s; chapter 5."""
     import torch
 
-    from .search import run_worker
+    from .storage import StorageError
+    from .worker import run_worker
 
+    _stop_on_sigterm()
     if args.threads is not None:
         torch.set_num_threads(args.threads)
-    done = run_worker(
-        args.storage, args.study, idle_exit=args.idle_exit, max_trials=args.max_trials
-    )
-    log.info("rsi-worker ran %d trial(s)", done)
+    try:
+        report = run_worker(
+            args.storage,
+            args.study,
+            idle_exit=args.idle_exit,
+            max_trials=args.max_trials,
+            coordinator_timeout=args.coordinator_timeout,
+        )
+    except KeyboardInterrupt:
+        print("rsi-worker: stopped; its running trial was given back", file=sys.stderr)
+        return 130
+    except (StorageError, OSError) as exc:
+        print(f"rsi-worker: error: {_one_line(exc)}", file=sys.stderr)
+        return 1
+    print(f"rsi-worker: {report.reason}; ran {report.trials} trial(s)", file=sys.stderr)
     return 0
 
 
 def add_parsers(sub, add_config_flags) -> None:
     """Register `rsi` and `rsi-worker` on the main parser's subcommands (chapter 5)."""
     from .search import RSIConfig
+    from .storage import FORMS
 
     rsi = sub.add_parser(
         "rsi",
@@ -259,7 +240,7 @@ def add_parsers(sub, add_config_flags) -> None:
             "recursive self-improvement: propose (Optuna), train, keep only "
             "CI-separated gains"
         ),
-        description=__doc__.splitlines()[0],
+        description=__doc__.splitlines()[0] + " Storage URLs: " + FORMS + ".",
     )
     add_config_flags(rsi, RSIConfig, added=set())
     rsi.add_argument(
@@ -275,8 +256,9 @@ def add_parsers(sub, add_config_flags) -> None:
     )
     rsi.add_argument(
         "--model",
-        default="cartpole_goal_maml",
-        help="shipped artifact name or .pth path to start from",
+        default=None,
+        help="shipped artifact name or .pth path to start from (default: "
+        "cartpole_goal_maml; a .pth reads its step size from the .json beside it)",
     )
     rsi.add_argument(
         "--inner_lr",
@@ -287,9 +269,9 @@ def add_parsers(sub, add_config_flags) -> None:
     rsi.add_argument(
         "--storage",
         default=None,
-        help="Optuna storage URL (default: journal:OUT/study.log)",
+        help="where the workers meet (default: journal:OUT/study.log): " + FORMS,
     )
-    rsi.add_argument("--study", default="rsi", help="Optuna study name (default: rsi)")
+    rsi.add_argument("--study", default=None, help="Optuna study name (default: rsi)")
     rsi.add_argument(
         "--workers",
         type=int,
@@ -317,12 +299,10 @@ def add_parsers(sub, add_config_flags) -> None:
         "rsi-worker",
         help="train and score proposals from a shared Optuna study",
         description="One worker of chapter 5's loop; start many, on one machine or "
-        "many.",
+        "many. Storage URLs: " + FORMS + ".",
     )
     worker.add_argument(
-        "--storage",
-        required=True,
-        help="the study's storage URL (journal:PATH or an RDB URL)",
+        "--storage", required=True, help="the study's storage URL: " + FORMS
     )
     worker.add_argument("--study", required=True, help="the study's name")
     worker.add_argument("--threads", type=int, default=None, help="torch threads")
@@ -339,5 +319,13 @@ def add_parsers(sub, add_config_flags) -> None:
         type=int,
         default=None,
         help="exit after this many trials",
+    )
+    worker.add_argument(
+        "--coordinator-timeout",
+        dest="coordinator_timeout",
+        type=float,
+        default=120.0,
+        help="stop when no coordinator has beaten for this many seconds (default: "
+        "120; a coordinator resumed sooner finds its workers still there)",
     )
     worker.set_defaults(func=cmd_rsi_worker, check=check_worker)

@@ -1,27 +1,18 @@
-"""Optuna's side of recursive self-improvement: the search space, the shared study, and
-the worker.
+"""What recursive self-improvement searches and how a proposal is judged: the settings,
+the search space, training a candidate, and scoring it.
 
-A *round* is one cycle's call for proposals. The agent (`ssm_metarl.rsi.agent`) writes
-the current model and the cycle's settings into the study's user attributes and enqueues
-one empty trial per candidate. Any worker (the agent's own process, or
-`python -m ssm_metarl rsi-worker` on this or another machine) claims a waiting trial,
-lets Optuna's sampler suggest its hyperparameters and architecture, trains the
-candidate, scores it on the validation tasks with the cycle's seed, and tells the study
-the mean paired improvement. The storage URL is all the workers share: a journal file
-here, a PostgreSQL or MySQL URL on a cluster. Optuna is imported only when a study is
-opened. Taught in chapter 5 (`book/05_recursive_self_improvement.md`).
+A *round* is one cycle's call for proposals (`ssm_metarl.rsi.study`). A worker
+(`ssm_metarl.rsi.worker`) lets Optuna's sampler `suggest` a proposal from
+`SEARCH_SPACE`, builds it with `train_candidate`, checks it with `unsafe_reason` and
+`score`s it on the `validation_tasks` with the cycle's seed. Optuna is imported only
+when a study is opened. Taught in chapter 5 (`book/05_recursive_self_improvement.md`).
 """
 
 from __future__ import annotations
 
-import base64
-import io
 import logging
 import math
-import os
-import socket
 import time
-import warnings
 from dataclasses import asdict, dataclass
 from typing import Callable
 
@@ -32,7 +23,7 @@ from ..cartpole.tasks import get_family
 from ..io.validation import check_choice, check_int, check_positive, check_unit_interval
 from ..meta.evaluation import evaluate_adaptation
 from ..meta.maml import MetaMAML
-from ..meta.maml_rl import MetaRLConfig, _seed, policy_gradient_loss
+from ..meta.maml_rl import MetaRLConfig, policy_gradient_loss
 from ..meta.training import meta_epoch
 from ..models.policy import SSMPolicy
 from ..models.ssm import StateSpaceModel
@@ -46,8 +37,7 @@ __all__ = [
     "validation_tasks",
     "score",
     "unsafe_reason",
-    "SharedStudy",
-    "run_worker",
+    "search_distributions",
 ]
 
 log = logging.getLogger(__name__)
@@ -101,8 +91,8 @@ class RSIConfig:
     floor_fraction: float = 0.5
     # halt after this many consecutive cycles whose every candidate was unsafe
     max_emergency_stops: int = 2
-    # a running trial without a heartbeat for this long is marked failed
-    stale_seconds: float = 600.0
+    # a worker or trial silent this long is lost (heartbeats come every few seconds)
+    stale_seconds: float = 60.0
     seed: int = 0
 
     def __post_init__(self):
@@ -150,6 +140,19 @@ def suggest(trial) -> dict:
         ),
         "grow_state": trial.suggest_categorical("grow_state", space["grow_state"]),
         "grow_hidden": trial.suggest_categorical("grow_hidden", space["grow_hidden"]),
+    }
+
+
+def search_distributions() -> dict:
+    """`SEARCH_SPACE` as Optuna distributions, to check that a study's trials come from
+    this search space (chapter 5)."""
+    from optuna.distributions import CategoricalDistribution, FloatDistribution
+
+    return {
+        name: CategoricalDistribution(space)
+        if name.startswith("grow")
+        else FloatDistribution(*space, log=True)
+        for name, space in SEARCH_SPACE.items()
     }
 
 
@@ -271,224 +274,3 @@ def unsafe_reason(
             f"current {current_mean:.1f}"
         )
     return None
-
-
-def encode_model(model: StateSpaceModel) -> dict:
-    """A model as JSON-ready text (config + base64 weights), to travel through any
-    Optuna storage."""
-    buffer = io.BytesIO()
-    torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, buffer)
-    return {
-        "config": asdict(model.config),
-        "state": base64.b64encode(buffer.getvalue()).decode(),
-    }
-
-
-def decode_model(data: dict) -> StateSpaceModel:
-    """The inverse of `encode_model` (weights-only load: no code runs)."""
-    model = StateSpaceModel(**data["config"])
-    model.load_state_dict(
-        torch.load(io.BytesIO(base64.b64decode(data["state"])), weights_only=True)
-    )
-    return model
-
-
-def _optuna():
-    """Optuna, imported on first use (it is the optional `rsi` extra). Its progress bars
-    are never used, so tqdm's notice about missing notebook widgets is silenced."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="IProgress not found")
-        import optuna
-    return optuna
-
-
-def make_storage(url: str):
-    """An Optuna storage from a URL: `journal:PATH` (or a path ending in .log) is a
-    journal file, anything else (sqlite:///, postgresql://, mysql://) Optuna's own RDB
-    storage.
-    """
-    optuna = _optuna()
-
-    if url.startswith("journal:") or url.endswith(".log"):
-        from optuna.storages.journal import JournalFileBackend
-
-        return optuna.storages.JournalStorage(
-            JournalFileBackend(url.removeprefix("journal:"))
-        )
-    return optuna.storages.RDBStorage(url)
-
-
-class SharedStudy:
-    """An Optuna study that several processes share through one storage URL
-    (chapter 5)."""
-
-    def __init__(self, storage: str, name: str, sampler_seed: int | None = None):
-        optuna = _optuna()
-
-        optuna.logging.set_verbosity(optuna.logging.WARNING)
-        self.optuna, self.url, self.storage = optuna, storage, make_storage(storage)
-        sampler = optuna.samplers.TPESampler(
-            seed=sampler_seed, n_startup_trials=4, constant_liar=True
-        )
-        self.study = optuna.create_study(
-            storage=self.storage,
-            study_name=name,
-            direction="maximize",
-            load_if_exists=True,
-            sampler=sampler,
-        )
-        self.study_id = self.storage.get_study_id_from_name(name)
-        self.TrialState = optuna.trial.TrialState
-
-    def trials(self, round_id: str | None = None, states=None) -> list:
-        """Frozen trials, optionally only the given round's and states."""
-        found = self.study.get_trials(deepcopy=False, states=states)
-        return [
-            t
-            for t in found
-            if round_id is None or t.user_attrs.get("round") == round_id
-        ]
-
-    def _id(self, trial) -> int:
-        return self.storage.get_trial_id_from_study_id_trial_number(
-            self.study_id, trial.number
-        )
-
-    def post_round(self, round_info: dict, n: int) -> None:
-        """Publish a cycle's call for proposals; earlier rounds' unfinished trials are
-        failed."""
-        for t in self.trials(states=(self.TrialState.WAITING, self.TrialState.RUNNING)):
-            self.fail(
-                t, "superseded by a newer round (the agent restarted or moved on)"
-            )
-        self.study.set_user_attr("round", round_info)
-        for _ in range(n):
-            self.study.enqueue_trial({}, user_attrs={"round": round_info["id"]})
-
-    def fail(self, trial, reason: str) -> None:
-        """Mark a waiting or running trial failed, with its reason, unless it already
-        finished."""
-        trial_id = self._id(trial)
-        try:
-            self.storage.set_trial_user_attr(trial_id, "reason", reason)
-            if trial.state == self.TrialState.WAITING:
-                self.storage.set_trial_state_values(
-                    trial_id, state=self.TrialState.RUNNING
-                )
-            self.storage.set_trial_state_values(trial_id, state=self.TrialState.FAIL)
-        except self.optuna.exceptions.UpdateFinishedTrialError:
-            pass
-
-    def claim(self):
-        """Atomically move one waiting trial to running and return it (None if there is
-        none)."""
-        for t in self.trials(states=(self.TrialState.WAITING,)):
-            try:
-                if self.storage.set_trial_state_values(
-                    self._id(t), state=self.TrialState.RUNNING
-                ):
-                    return self.optuna.Trial(self.study, self._id(t))
-            except self.optuna.exceptions.UpdateFinishedTrialError:
-                continue
-        return None
-
-    def fail_stale(self, round_id: str, stale_seconds: float) -> None:
-        """Fail this round's running trials whose worker stopped beating (killed,
-        lost)."""
-        now = time.time()
-        for t in self.trials(round_id, states=(self.TrialState.RUNNING,)):
-            beat = t.user_attrs.get(
-                "heartbeat", t.datetime_start.timestamp() if t.datetime_start else now
-            )
-            if now - beat > stale_seconds:
-                self.fail(t, f"worker lost: no heartbeat for {now - beat:.0f} s")
-
-    def run_trial(self, trial, trainer: Callable = train_candidate) -> None:
-        """Train, check and score the proposal of one claimed trial, then tell the
-        study."""
-        info = self.study.user_attrs.get("round")
-        if info is None or trial.user_attrs.get("round") != info["id"]:
-            trial.set_user_attr("reason", "superseded: not the current round")
-            return self.study.tell(trial, state=self.TrialState.FAIL)
-        beat = lambda: trial.set_user_attr("heartbeat", time.time())
-        trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
-        beat()
-        config, params = RSIConfig(**info["config"]), suggest(trial)
-        current = Candidate(decode_model(info["model"]), info["inner_lr"])
-        try:
-            candidate, train_info = trainer(
-                current, params, config, _seed(info["seed"], trial.number), beat
-            )
-        # a crashing proposal is a rejected proposal, never a crashed loop
-        except Exception as exc:
-            trial.set_user_attr(
-                "reason", f"training raised {type(exc).__name__}: {exc}"
-            )
-            return self.study.tell(trial, state=self.TrialState.FAIL)
-        trial.set_user_attr("train", train_info)
-        reason = unsafe_reason(candidate)
-        if reason is None:
-            try:
-                returns = score(
-                    candidate,
-                    validation_tasks(config.family, config.validation_tasks),
-                    config,
-                    info["seed"],
-                )
-            # e.g. NaN action probabilities after the adaptation step
-            except (RuntimeError, ValueError) as exc:
-                returns, reason = (
-                    None,
-                    f"non-finite adaptation ({type(exc).__name__}: {str(exc)[:80]})",
-                )
-            reason = reason or unsafe_reason(
-                candidate,
-                returns,
-                float(np.mean(info["current_returns"])),
-                config.instability,
-            )
-        if reason is not None and reason.startswith("non-finite"):
-            trial.set_user_attr("unsafe", reason)
-            return self.study.tell(trial, state=self.TrialState.FAIL)
-        trial.set_user_attr("returns", [float(r) for r in returns])
-        trial.set_user_attr("inner_lr", candidate.inner_lr)
-        trial.set_user_attr("model", encode_model(candidate.model))
-        if reason is not None:
-            trial.set_user_attr("unsafe", reason)
-        beat()
-        self.study.tell(
-            trial, float(np.mean(returns) - np.mean(info["current_returns"]))
-        )
-
-    def finished(self) -> bool:
-        return bool(self.study.user_attrs.get("finished", False))
-
-
-def run_worker(
-    storage: str,
-    study: str,
-    trainer: Callable = train_candidate,
-    poll: float = 1.0,
-    idle_exit: float | None = None,
-    max_trials: int | None = None,
-) -> int:
-    """The `rsi-worker` loop: claim waiting trials and run them until the study is
-    marked finished, `max_trials` are done, or nothing arrived for `idle_exit` seconds.
-    Returns the number of trials run. Defined in chapter 5
-    (`05_recursive_self_improvement`)."""
-    shared, done, idle_since = (
-        SharedStudy(storage, study, sampler_seed=None),
-        0,
-        time.time(),
-    )
-    while not shared.finished() and (max_trials is None or done < max_trials):
-        trial = shared.claim()
-        if trial is None:
-            if idle_exit is not None and time.time() - idle_since > idle_exit:
-                break
-            time.sleep(poll)
-            continue
-        shared.run_trial(trial, trainer)
-        done, idle_since = done + 1, time.time()
-        log.info("worker %d: finished trial %d", os.getpid(), trial.number)
-    return done

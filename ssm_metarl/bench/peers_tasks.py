@@ -1,5 +1,5 @@
-"""The SB3 peers on held-out tasks (the benchmark's ``family`` section): PPO and DQN
-trained through the Gymnasium env of each task, beside our PPO from scratch.
+"""Chapter 6's SB3 peers on held-out tasks (the benchmark's ``family`` section): PPO and
+DQN trained through the Gymnasium env of each task, beside our PPO from scratch.
 
 ``sb3_on_task`` trains Stable-Baselines3's PPO or DQN with RL Zoo's CartPole-v1
 settings (:mod:`ssm_metarl.bench.peers`) on one task through ``make_env(task)``;

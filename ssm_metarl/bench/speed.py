@@ -1,4 +1,5 @@
-"""Speed benchmarks: ``python -m ssm_metarl bench NAME`` runs ``bench_NAME`` from here.
+"""The speed benchmarks of chapters 1-3: ``python -m ssm_metarl bench NAME`` runs
+``bench_NAME`` from here.
 
 Every benchmark times the things it compares side by side in one run, on the same
 machine and inputs, and reports ratios; absolute seconds vary between machines. A

@@ -29,10 +29,23 @@ from .results import (
     write_outputs,
 )
 
-__all__ = ["add_parsers", "cmd_benchmark", "check_benchmark", "merge_earlier"]
-# the results file's names, importable from here as before
-_RESULTS = (OUTPUTS, README_END, README_START, load_results, results_markdown)
-_RESULTS += (PROTOCOLS, SECTIONS, update_readme, write_outputs)
+__all__ = [
+    "add_parsers",
+    "cmd_benchmark",
+    "check_benchmark",
+    "run_protocols",
+    "merge_earlier",
+    # the results file's names (bench.results), importable from here as before
+    "PROTOCOLS",
+    "SECTIONS",
+    "README_START",
+    "README_END",
+    "OUTPUTS",
+    "results_markdown",
+    "update_readme",
+    "write_outputs",
+    "load_results",
+]
 
 
 def cmd_benchmark(args: argparse.Namespace) -> int:
@@ -55,6 +68,27 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
         if args.quiet
         else (lambda msg: print(msg, file=sys.stderr, flush=True))
     )
+    run_protocols(args, results, say)
+    results["seconds"]["total"] = round(time.perf_counter() - start, 1)
+    earlier = getattr(args, "merged", None)  # read by check_benchmark
+    if earlier is None:
+        earlier = [load_results(path) for path in args.merge or ()]
+    merge_earlier(results, earlier)
+    paths = write_outputs(results, args.out)
+    if args.ship:
+        from ..io.paths import write_file
+
+        paths["shipped"] = write_file(args.ship, paths["json"].read_bytes())
+    if args.readme:
+        update_readme(args.readme, results)
+    for path in paths.values():
+        print(path)
+    return 0
+
+
+def run_protocols(args: argparse.Namespace, results: dict, say) -> None:
+    """Run the protocols ``args.protocol`` names, adding each one's sections and seconds
+    to ``results`` (chapter 6)."""
     if "card" in args.protocol or "strong" in args.protocol:
         from .card_protocol import card_protocol
 
@@ -110,21 +144,6 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
             progress=say,
         )
         results["seconds"]["family"] = round(time.perf_counter() - t, 1)
-    results["seconds"]["total"] = round(time.perf_counter() - start, 1)
-    earlier = getattr(args, "merged", None)  # read by check_benchmark
-    if earlier is None:
-        earlier = [load_results(path) for path in args.merge or ()]
-    merge_earlier(results, earlier)
-    paths = write_outputs(results, args.out)
-    if args.ship:
-        from ..io.paths import write_file
-
-        paths["shipped"] = write_file(args.ship, paths["json"].read_bytes())
-    if args.readme:
-        update_readme(args.readme, results)
-    for path in paths.values():
-        print(path)
-    return 0
 
 
 def merge_earlier(results: dict, earlier_runs: list[dict]) -> dict:
@@ -166,6 +185,7 @@ def merge_earlier(results: dict, earlier_runs: list[dict]) -> dict:
 def check_benchmark(args: argparse.Namespace) -> None:
     """Every flag of ``benchmark``, before any protocol runs: numbers, ``--out``, the
     ``--merge`` files (read here, once), ``--ship`` and ``--readme`` (chapter 6)."""
+    import importlib.util
     from pathlib import Path
 
     from ..io.paths import (
@@ -182,6 +202,12 @@ def check_benchmark(args: argparse.Namespace) -> None:
     check_int("--ppo_timesteps", args.ppo_timesteps)
     check_int("--seed", args.seed, minimum=0)
     check_out_dir("--out", args.out, files=tuple(OUTPUTS.values()))
+    needs_sb3 = sorted({"peers", "family"} & set(args.protocol))
+    if needs_sb3 and importlib.util.find_spec("stable_baselines3") is None:
+        raise ValueError(
+            f"--protocol {' '.join(needs_sb3)} needs Stable-Baselines3: pip install "
+            "'ssm-metarl[bench]'"
+        )
     args.merged = []
     for name in args.merge or ():
         text = read_user_text("--merge", name)
@@ -193,9 +219,9 @@ def check_benchmark(args: argparse.Namespace) -> None:
         earlier = read_user_json("--merge", name)
         check_results(earlier, f"--merge {name}")
         args.merged.append(earlier)
-    if args.ship:
+    if args.ship is not None:
         args.ship = check_ship_file("--ship", args.ship)
-    if args.readme:
+    if args.readme is not None:
         if MARKER_PREFIX in " ".join(args.argv or ()):
             raise ValueError(
                 f"the command line holds {MARKER_PREFIX!r}; the README section quotes "
@@ -203,7 +229,7 @@ def check_benchmark(args: argparse.Namespace) -> None:
             )
         check_readme_markers(read_user_text("--readme", args.readme), args.readme)
         readme = check_ship_file("--readme", args.readme)
-        if args.ship and Path(args.ship).resolve() == readme.resolve():
+        if args.ship is not None and Path(args.ship).resolve() == readme.resolve():
             raise ValueError("--ship and --readme name the same file; name two files")
         args.readme = readme
 

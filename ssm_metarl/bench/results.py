@@ -259,16 +259,23 @@ def load_results(path: str | Path) -> dict:
     return json.loads(Path(path).read_text())
 
 
+#: JSON's names for the Python types ``json.loads`` returns.
+_JSON_KINDS = {dict: "object", list: "array", str: "string", int: "number"}
+_JSON_KINDS.update({float: "number", bool: "boolean", type(None): "null"})
+
+
 def check_results(results, where: str) -> None:
     """Raise a ValueError naming ``where`` unless ``results`` has the shape of a
     benchmark JSON: an object with at least one section, whose tables and figures can be
     made (chapter 6)."""
+    import matplotlib.pyplot as plt
+
     from .plots import plot_adaptation, plot_learning_curves
 
     fix = "pass a benchmark_results.json written by python -m ssm_metarl benchmark"
     names = [s for protocol in PROTOCOLS for s in SECTIONS[protocol]]
     if not isinstance(results, dict):
-        kind = type(results).__name__
+        kind = _JSON_KINDS.get(type(results), type(results).__name__)
         raise ValueError(f"{where} holds a JSON {kind}, not a benchmark object; {fix}")
     if not any(name in results for name in names):
         raise ValueError(f"{where} has none of the sections {names}; {fix}")
@@ -276,7 +283,7 @@ def check_results(results, where: str) -> None:
     for name, kind in {**dict.fromkeys(names, dict), **kinds}.items():
         if results.get(name) is not None and not isinstance(results[name], kind):
             raise ValueError(
-                f"{where}: its {name!r} is not a JSON {kind.__name__}; {fix}"
+                f"{where}: its {name!r} is not a JSON {_JSON_KINDS[kind]}; {fix}"
             )
     earlier = results.get("merged") or {}
     if not all(isinstance(run, dict) for run in earlier.values()):
@@ -286,7 +293,7 @@ def check_results(results, where: str) -> None:
     try:  # what the run makes from it after its work: make it now
         results_markdown(results)
         for plot in (plot_adaptation, plot_learning_curves):
-            _png(plot(results))
+            plt.close(plot(results))
     except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
         raise ValueError(
             f"{where}: its sections do not have the benchmark's shape "

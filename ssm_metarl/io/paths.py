@@ -161,6 +161,8 @@ def check_ship_file(flag: str, name: str) -> Path:
 def read_user_text(flag: str, name: str) -> str:
     """The text of a file a user names (UTF-8), or a ValueError saying why it cannot be
     read: missing, a directory, a dangling link, unreadable, not text. Chapter 6."""
+    if not name:
+        raise ValueError(f"{flag} must name a file, got ''")
     path = Path(name)
     if not path.exists():
         what = "a dangling symbolic link" if path.is_symlink() else "does not exist"
@@ -202,6 +204,6 @@ def write_file(path: str | os.PathLike, data: bytes | str) -> Path:
     try:
         return write_atomically(path, lambda f: f.write(data))
     except OSError as exc:
-        if exc.filename is None:  # a failed write() names no file: name it
+        if exc.filename != str(path):  # name the file, not its temporary twin
             raise OSError(exc.errno, exc.strerror, str(path)) from exc
         raise

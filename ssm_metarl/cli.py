@@ -1,33 +1,48 @@
-"""Command line: ``python -m ssm_metarl {train,bench,rsi,rsi-worker}``, a thin layer
-over the package.
+"""Command line: ``python -m ssm_metarl COMMAND``, a thin layer over the package
+(``train``, ``bench``, ``incontext``, ``rsi``, ``rsi-worker``, ``benchmark``).
 
-``train``'s flags are built from the config dataclasses
-(:class:`~ssm_metarl.meta.maml_rl.MetaRLConfig`, :class:`~ssm_metarl.SSMConfig`,
-:class:`~ssm_metarl.meta.sine.SineConfig`), so every default exists once, in its
-dataclass. Each family takes only its own flags: a CartPole flag given with
-``--family sine`` (or the reverse) is an error, never silently reinterpreted. The model
-card's evaluation is :func:`ssm_metarl.meta.evaluation.card_evaluation`. Every
-artifact's command is in its card; the book's appendix lists them all.
+Each command lives beside the part of the book it serves: ``train`` in
+:mod:`ssm_metarl.meta.cli` (chapter 3), ``incontext`` in :mod:`ssm_metarl.adapt.cli`
+(chapter 4), ``rsi`` and ``rsi-worker`` in :mod:`ssm_metarl.rsi.cli` (chapter 5),
+``benchmark`` in :mod:`ssm_metarl.bench.cli` (chapter 6). This module builds their flags
+from the config dataclasses, so every default exists once, in its dataclass, and adds
+``bench``, the speed benchmarks. Every artifact's command is in its card; the book's
+appendix lists them all.
 
 Every argument is checked before any work starts (a subcommand's ``check`` default): a
-bad value, an unwritable ``--out`` or a resume file that does not fit is an argparse
-error (one line, exit 2). Ctrl-C ends with one line saying where the run's resume file
-is (exit 130).
+bad value, an unusable path or a resume file that does not fit is an argparse error
+(one line, exit 2). A failure met during the work that the user can act on (a file
+missing or unreadable, a full disk, a damaged checkpoint, a missing optional package)
+ends in one line ``error: ...`` naming it (exit 1), and Ctrl-C in one line saying what
+was kept (exit 130). ``SSM_METARL_DEBUG=1`` shows the full traceback instead. Any other
+exception is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
+import functools
 import inspect
 import json
 import logging
+import os
 import re
 import sys
-import tempfile
-from dataclasses import MISSING, asdict, fields
-from pathlib import Path
+from dataclasses import MISSING, fields
 
-__all__ = ["main", "build_parser"]
+__all__ = ["main", "build_parser", "failure_line", "DEBUG_ENV"]
+
+#: Set this environment variable to 1 to see the traceback behind a one-line error.
+DEBUG_ENV = "SSM_METARL_DEBUG"
+#: Optional packages and the extra that installs each.
+EXTRAS = {
+    "optuna": "rsi",
+    "psycopg": "rsi",
+    "psycopg2": "rsi",
+    "stable_baselines3": "bench",
+    "sb3_contrib": "bench",
+}
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
@@ -38,293 +53,18 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
-def _configs():
-    from .meta.maml_rl import MetaRLConfig
-    from .meta.sine import SineConfig
-    from .models.ssm import SSMConfig
-
-    return MetaRLConfig, SSMConfig, SineConfig
-
-
-#: The fields of SSMConfig that ``train`` takes as flags (input and output sizes are
-#: CartPole's).
-_SSM_FLAGS = ("state_dim", "hidden_dim")
-
-
-def _picked(args: argparse.Namespace, cls, names=None) -> dict:
-    """The flags the user gave that are fields of ``cls`` (the rest keep the dataclass's
-    defaults)."""
-    names = names or [f.name for f in fields(cls)]
-    return {name: getattr(args, name) for name in names if hasattr(args, name)}
-
-
 def check_bench(args: argparse.Namespace) -> None:
     from .bench import speed as benchmark
+    from .io.validation import check_int
 
     if args.name not in benchmark.available():
         raise ValueError(
             f"unknown benchmark {args.name!r}; choose one of {benchmark.available()}"
         )
+    check_int("--seed", args.seed, minimum=0)
 
 
-#: How the resume messages tell a CLI user to start afresh.
-FRESH = "pass --no-resume to start afresh (or another --out)"
-
-
-def check_train(args: argparse.Namespace) -> None:
-    """Every check ``train`` needs, before any work: values, family, output paths, the
-    resume file."""
-    import torch
-
-    from .io.validation import check_int, check_positive
-
-    _check_family_flags(args)
-    MetaRLConfig, SSMConfig, SineConfig = _configs()
-    check_int("--test_tasks", args.test_tasks)
-    if args.threads is not None:
-        check_int("--threads", args.threads)
-    if args.max_minutes is not None:
-        check_positive("--max_minutes", args.max_minutes, finite=False)
-    if hasattr(args, "seed"):
-        check_int("--seed", args.seed, minimum=0)
-    try:
-        if args.family == "sine":
-            SineConfig(**_picked(args, SineConfig))
-        else:
-            from .cartpole.tasks import get_family
-
-            get_family(args.family)
-            config = MetaRLConfig(**_picked(args, MetaRLConfig))
-            model_config = SSMConfig(**_picked(args, SSMConfig, _SSM_FLAGS))
-    except (TypeError, ValueError) as exc:  # name the flag, not the dataclass field
-        raise ValueError(re.sub(r"^(\w+) must", r"--\1 must", str(exc))) from None
-    out = _check_out(args.out)
-    resume = out.with_suffix(".resume.pth")
-    if args.family != "sine" and not args.no_resume and resume.exists():
-        from .meta.run_state import MetaRunState
-        from .models.ssm import StateSpaceModel
-
-        with torch.random.fork_rng():
-            model = StateSpaceModel(**asdict(model_config))
-        MetaRunState.check(resume, model, config, fresh=FRESH)
-
-
-def _check_out(name: str) -> Path:
-    """``--out``: a ``.pth`` file name whose directory exists (or can be made) and is
-    writable."""
-    out = Path(name)
-    if out.suffix != ".pth":
-        raise ValueError(
-            "--out must end in .pth (the card is written next to it as .json), got "
-            f"{name!r}"
-        )
-    for path in (out, out.with_suffix(".json"), out.with_suffix(".resume.pth")):
-        if path.is_dir():
-            raise ValueError(
-                f"--out {name}: {path} is a directory; name a file, e.g. "
-                f"{path / 'model.pth'}"
-            )
-    parent = out.parent
-    while not parent.exists() and parent != parent.parent:
-        parent = parent.parent
-    if not parent.is_dir():
-        raise ValueError(f"--out {name}: {parent} is not a directory")
-    try:  # the only sure test of writability (os.access is always True for root)
-        with tempfile.TemporaryFile(dir=parent):
-            pass
-    except OSError as exc:
-        raise ValueError(
-            f"--out {name}: cannot write in {parent} ({exc.strerror})"
-        ) from None
-    return out
-
-
-def _interrupted(args: argparse.Namespace) -> str:
-    """The one line printed on Ctrl-C: where the run's resume file is, if it has one."""
-    if args.command != "train":
-        return f"interrupted: {args.command} stopped"
-    if args.family == "sine":
-        return (
-            "interrupted: sine training keeps no resume file; nothing was written to "
-            f"{args.out}"
-        )
-    resume = Path(args.out).with_suffix(".resume.pth")
-    if not resume.exists():
-        return (
-            f"interrupted before the first validation: no resume file yet ({resume}); "
-            "nothing was written"
-        )
-    return (
-        f"interrupted: the run is saved in {resume}; run the same command again to "
-        "resume it"
-    )
-
-
-def _check_family_flags(args: argparse.Namespace) -> None:
-    """Reject flags of the other family, naming them and the right ones."""
-    MetaRLConfig, _, SineConfig = _configs()
-    rl_only = (
-        ({f.name for f in fields(MetaRLConfig)} | set(_SSM_FLAGS))
-        - {f.name for f in fields(SineConfig)}
-        - {"family", "mode"}
-    )
-    sine_only = (
-        {f.name for f in fields(SineConfig)}
-        - {f.name for f in fields(MetaRLConfig)}
-        - set(_SSM_FLAGS)
-    )
-    wrong = sorted(
-        n for n in (rl_only if args.family == "sine" else sine_only) if hasattr(args, n)
-    )
-    if wrong:
-        flags = ", ".join(f"--{n}" for n in wrong)
-        own = sorted(sine_only if args.family == "sine" else rl_only)
-        raise ValueError(
-            f"{flags} do(es) not apply to --family {args.family}; its flags are "
-            + ", ".join(f"--{n}" for n in own)
-            + " (plus --mode, --inner_lr, --outer_lr, --seed)"
-        )
-
-
-def cmd_train(args: argparse.Namespace) -> int:
-    """Meta-train (or multi-task train) a policy and write ``OUT.pth`` and its card
-    ``OUT.json`` (chapter 3)."""
-    import platform
-    import shlex
-    import time
-
-    import torch
-
-    if args.threads is not None:
-        # only when asked: small models often run faster on one thread
-        torch.set_num_threads(args.threads)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    card = {
-        "name": out.stem,
-        "command": "python -m ssm_metarl "
-        + " ".join(shlex.quote(a) for a in args.argv),
-        "created_by": "ssm_metarl.cli train",
-        "torch": torch.__version__,
-        "threads": torch.get_num_threads(),
-        "python": platform.python_version(),
-    }
-    start = time.perf_counter()
-    found, write = (
-        _train_sine(args, out) if args.family == "sine" else _train_rl(args, out)
-    )
-    card.update(found)
-    card["wall_seconds"] = time.perf_counter() - start
-    # the model and its card, as one unit (the card holds the weights' sha256)
-    write(card)
-    resume = out.with_suffix(".resume.pth")
-    if args.family != "sine" and not args.keep_resume and resume.exists():
-        resume.unlink()  # the run finished: its final state is the model above
-    print(f"wrote {out} and {out.with_suffix('.json')} in {card['wall_seconds']:.0f} s")
-    return 0
-
-
-def _train_rl(args: argparse.Namespace, out):
-    import torch
-
-    from .meta.evaluation import card_evaluation
-    from .meta.training import meta_train
-    from .models.ssm import StateSpaceModel
-
-    MetaRLConfig, SSMConfig, _ = _configs()
-    config = MetaRLConfig(**_picked(args, MetaRLConfig))
-    # seeded initial weights, the caller's global RNG untouched
-    with torch.random.fork_rng():
-        torch.manual_seed(config.seed)
-        model = StateSpaceModel(
-            **asdict(SSMConfig(**_picked(args, SSMConfig, _SSM_FLAGS)))
-        )
-    resume_path = out.with_suffix(".resume.pth")
-    budget = None if args.max_minutes is None else 60.0 * args.max_minutes
-    result = meta_train(
-        model,
-        config,
-        checkpoint=str(resume_path),
-        resume=not args.no_resume,
-        progress=not args.quiet,
-        max_seconds=budget,
-        fresh=FRESH,
-    )
-    evaluated = card_evaluation(model, config, args.test_tasks)
-    summary = {
-        "best_epoch": result.best_epoch,
-        "best_validation": result.best_validation,
-        "epochs_run": len(result.history.get("epoch", [])),
-        "stopped_early": result.stopped_early,
-        "skipped_updates": result.skipped_updates,
-        "adaptation_lr": evaluated["adaptation_lr"],
-        "adaptation_lr_validation": evaluated["adaptation_lr_validation"],
-    }
-    extra = {"meta_train": {**summary, "config": config.to_dict()}}
-    return {
-        "kind": "StateSpaceModel",
-        "model_config": asdict(model.config),
-        "parameters": sum(p.numel() for p in model.parameters()),
-        "train_config": config.to_dict(),
-        **summary,
-        "train_seconds": result.total_seconds,
-        "env_steps": result.env_steps,
-        "log": result.history,
-        "validation": result.validation,
-        "evaluation": evaluated["evaluation"],
-    }, lambda card: model.save(out, extra=extra, card=card)
-
-
-def _train_sine(args: argparse.Namespace, out):
-    from .io.checkpoint import save_checkpoint
-    from .meta import sine
-    from .report.stats import bootstrap_ci
-
-    _, _, SineConfig = _configs()
-    method = getattr(args, "mode", "maml")
-    config = SineConfig(**_picked(args, SineConfig))
-    model, losses, seconds = sine.train_sine(method, config, progress=not args.quiet)
-
-    def write(card):
-        save_checkpoint(
-            out,
-            kind="SineRegressor",
-            config={"hidden_dim": config.hidden_dim},
-            card=card,
-            state_dict=model.state_dict(),
-            extra={"train_config": config.to_dict(), "method": method},
-        )
-
-    amplitude, phase = sine.SineTasks(sine.SINE_TEST_SEED).sample(args.test_tasks)
-    errors, _ = sine.sine_errors(
-        model, amplitude, phase, steps=(0, 1, 10), seed=sine.SINE_TEST_SEED + 1
-    )
-    every = max(1, len(losses) // 500)
-    return {
-        "kind": "SineRegressor",
-        "method": method,
-        "train_config": config.to_dict(),
-        "train_seconds": seconds,
-        "log": {
-            "iteration": list(range(0, len(losses), every)),
-            "meta_loss": [
-                float(sum(losses[i : i + every]) / len(losses[i : i + every]))
-                for i in range(0, len(losses), every)
-            ],
-        },
-        "evaluation": {
-            "split": f"{args.test_tasks} held-out sines (seed {sine.SINE_TEST_SEED})",
-            "protocol": (
-                "K=10 support points, k gradient steps of the inner lr, MSE on 100 "
-                "grid points"
-            ),
-            "mse": {
-                str(k): bootstrap_ci(v.numpy()).to_dict() for k, v in errors.items()
-            },
-        },
-    }, write
-
-
+@functools.lru_cache(maxsize=None)  # the source of a class does not change
 def _field_help(cls) -> dict[str, str]:
     """Each field's ``# comment`` in the dataclass source (trailing, or the lines just
     above it): its one-line meaning."""
@@ -378,126 +118,122 @@ def _choices(name: str):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The parser of every command, with their flags and checks (appendix)."""
+    from .adapt.cli import add_parsers as add_incontext  # chapter 4
+    from .bench.cli import add_parsers as add_benchmark  # chapter 6
+    from .meta.cli import add_parsers as add_train  # chapter 3
+    from .rsi.cli import add_parsers as add_rsi  # chapter 5
+
     parser = argparse.ArgumentParser(
-        prog="python -m ssm_metarl", description=__doc__.splitlines()[0]
+        prog="python -m ssm_metarl",
+        allow_abbrev=False,
+        description=__doc__.splitlines()[0],
+        epilog=f"{DEBUG_ENV}=1 shows the traceback behind a one-line error.",
     )
     parser.add_argument(
         "-v", "--verbose", action="store_true", help="log progress messages"
     )
     sub = parser.add_subparsers(dest="command", required=True)
-
     bench = sub.add_parser(
         "bench", help="speed benchmarks measured side by side in one run"
     )
     bench.add_argument("name", help="which benchmark (e.g. ssm, rollout, rl, maml)")
     bench.add_argument("--seed", type=int, default=0)
     bench.set_defaults(func=cmd_bench, check=check_bench)
-
-    train = sub.add_parser(
-        "train",
-        help="meta-train a policy (MAML) or its baselines; writes OUT.pth and OUT.json",
-        description=(
-            "Meta-train with MAML on a task family (chapter 3). The model card's "
-            "flags are accepted. The card's '--mode hybrid' names a test-time "
-            "adaptation mode (chapter 4); here --mode picks the training method. "
-            "CartPole families and 'sine' take different flags; a flag of the other "
-            "family is an error."
-        ),
-    )
-    MetaRLConfig, SSMConfig, SineConfig = _configs()
-    added: set[str] = set()
-    cartpole = train.add_argument_group("CartPole families (MetaRLConfig, SSMConfig)")
-    _add_config_flags(cartpole, MetaRLConfig, added=added)
-    _add_config_flags(
-        cartpole, SSMConfig, names=_SSM_FLAGS, note="CartPole ", added=added
-    )
-    sine = train.add_argument_group(
-        "--family sine (SineConfig; shared flags above keep their meaning)"
-    )
-    _add_config_flags(sine, SineConfig, note="sine ", added=added)
-    sine_defaults = {f.name: f.default for f in fields(SineConfig)}
-    for action in train._actions:  # a shared flag with its own sine default says so
-        if action.dest == "family":
-            action.help = action.help.replace(
-                " (default", "; or 'sine' for sine regression (default"
-            )
-        elif (
-            action.dest in sine_defaults
-            and action.dest not in ("seed",)
-            and f"--{action.dest}"
-            not in {o for a in sine._group_actions for o in a.option_strings}
-        ):
-            action.help = action.help[:-1] + f"; sine: {sine_defaults[action.dest]})"
-    train.add_argument(
-        "--test_tasks",
-        type=int,
-        default=48,
-        help="held-out tasks for the card's evaluation (default: 48)",
-    )
-    train.add_argument(
-        "--threads",
-        type=int,
-        default=None,
-        help="torch threads (default: torch's choice)",
-    )
-    train.add_argument(
-        "--max_minutes",
-        type=float,
-        default=None,
-        help="stop training after a validation once this much wall time has passed",
-    )
-    train.add_argument(
-        "--out", required=True, help="where to write the model, e.g. models/NAME.pth"
-    )
-    train.add_argument(
-        "--no-resume",
-        dest="no_resume",
-        action="store_true",
-        help="start afresh even if OUT.resume.pth exists",
-    )
-    train.add_argument(
-        "--keep-resume",
-        dest="keep_resume",
-        action="store_true",
-        help="keep OUT.resume.pth after a finished run",
-    )
-    train.add_argument("--quiet", action="store_true", help="no progress bar")
-    train.set_defaults(
-        func=cmd_train, check=check_train, argv=None, family=MetaRLConfig.family
-    )
-    from .adapt.cli import (
-        add_parsers as add_adaptation_parsers,  # chapter 4's incontext
-    )
-
-    add_adaptation_parsers(sub, _add_config_flags)
-    from .rsi.cli import add_parsers  # chapter 5's rsi and rsi-worker
-
-    add_parsers(sub, _add_config_flags)
-    from .bench.cli import add_parsers as add_benchmark_parsers  # chapter 6's benchmark
-
-    add_benchmark_parsers(sub)
+    add_train(sub, _add_config_flags)
+    add_incontext(sub, _add_config_flags)
+    add_rsi(sub, _add_config_flags)
+    add_benchmark(sub)
+    for command in sub.choices.values():  # --epoch is not --epochs: no guessing
+        command.allow_abbrev = False
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    # recorded verbatim in model cards
-    args.argv = list(sys.argv[1:] if argv is None else argv)
-    logging.basicConfig(
-        level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s"
-    )
-    if getattr(args, "check", None) is not None:
-        try:
-            args.check(args)
-        except (TypeError, ValueError) as exc:  # CheckpointError is a ValueError
-            # one line, exit 2
-            parser._subparsers._group_actions[0].choices[args.command].error(str(exc))
+def _chain(exc: BaseException):
+    """``exc`` and the exceptions it was raised from or while handling."""
+    seen = []
+    while exc is not None and exc not in seen:
+        seen.append(exc)
+        exc = exc.__cause__ or exc.__context__
+    return seen
+
+
+def failure_line(exc: BaseException, args: argparse.Namespace | None = None):
+    """The one line a failure the user can act on ends in, or None for a bug (whose
+    traceback is shown). Chapter 3's ``train`` is the first command that uses it."""
+    full = [
+        e for e in _chain(exc) if isinstance(e, OSError) and e.errno == errno.ENOSPC
+    ]
+    if full or isinstance(exc, OSError):
+        error = full[0] if full else exc
+        where = error.filename or getattr(args, "out", None) or "the output files"
+        if error.errno in (errno.ENOSPC, errno.EDQUOT):
+            return f"no space left on device: {where}"
+        reason = error.strerror or type(error).__name__
+        also = f" -> {error.filename2}" if error.filename2 else ""
+        return f"{reason[0].lower()}{reason[1:]}: {where}{also}"
+    if isinstance(exc, ModuleNotFoundError):
+        extra = EXTRAS.get((exc.name or "").split(".")[0])
+        fix = f" (pip install 'ssm-metarl[{extra}]')" if extra else ""
+        return f"{exc}{fix}"
+    if isinstance(exc, json.JSONDecodeError):
+        return f"a JSON file is not valid JSON ({exc})"
+    if isinstance(exc, ValueError):  # the package's checks, CheckpointError included
+        return " ".join(str(exc).split()) or type(exc).__name__
+    return None
+
+
+def _interrupted(args: argparse.Namespace | None) -> str:
+    """The one line printed on Ctrl-C (a command may say where its work is kept)."""
+    if args is None or not getattr(args, "command", None):
+        return "interrupted"
+    hook = getattr(args, "interrupted", None)
+    return hook(args) if hook else f"interrupted: {args.command} stopped"
+
+
+def _check(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Run the command's checks; a failure is an argparse error (one line, exit 2)."""
+    if getattr(args, "check", None) is None:
+        return
     try:
+        args.check(args)
+    except (TypeError, ValueError, OSError) as exc:  # CheckpointError is a ValueError
+        if os.environ.get(DEBUG_ENV, "") not in ("", "0"):
+            raise
+        message = failure_line(exc, args) if isinstance(exc, OSError) else str(exc)
+        parser._subparsers._group_actions[0].choices[args.command].error(
+            " ".join(message.split())
+        )
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run one command and return its exit code: 0, 1 (error), 2 (usage) or 130
+    (Ctrl-C). The appendix lists every command."""
+    args = None
+    try:
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        # recorded verbatim in model cards
+        args.argv = list(sys.argv[1:] if argv is None else argv)
+        logging.basicConfig(
+            level=logging.INFO if args.verbose else logging.WARNING,
+            format="%(message)s",
+        )
+        _check(parser, args)
         return args.func(args)
     except KeyboardInterrupt:
         print(_interrupted(args), file=sys.stderr)
         return 130
+    except BrokenPipeError:  # e.g. piped into head: stop quietly
+        # what is still buffered goes nowhere, not into a second error at exit
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
+    except Exception as exc:
+        line = failure_line(exc, args)
+        if line is None or os.environ.get(DEBUG_ENV, "") not in ("", "0"):
+            raise
+        print(f"error: {line}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":  # pragma: no cover

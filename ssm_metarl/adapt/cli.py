@@ -80,7 +80,7 @@ def cmd_incontext(args: argparse.Namespace) -> int:
         torch.manual_seed(config.seed)
         model = StateSpaceModel(32, 4, 4, 64)
     out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
+    out.parent.mkdir(parents=True, exist_ok=True)  # checked by check_incontext
     start = time.perf_counter()
     result = train_in_context(model, config, progress=not args.quiet)
     history = result.history
@@ -117,23 +117,27 @@ def cmd_incontext(args: argparse.Namespace) -> int:
 
 
 def check_incontext(args: argparse.Namespace) -> None:
+    """Every flag of ``incontext`` before any work: the config's values (named as
+    flags), ``--threads`` and ``--out`` (chapter 4)."""
+    import re
+
+    from ..io.paths import check_out_file
     from ..io.validation import check_int
     from .in_context import InContextConfig
 
-    InContextConfig(
-        **{
-            k: getattr(args, k)
-            for k in InContextConfig.__dataclass_fields__
-            if hasattr(args, k)
-        }
-    )
+    try:
+        InContextConfig(
+            **{
+                k: getattr(args, k)
+                for k in InContextConfig.__dataclass_fields__
+                if hasattr(args, k)
+            }
+        )
+    except (TypeError, ValueError) as exc:  # name the flag, not the dataclass field
+        raise ValueError(re.sub(r"^(\w+) must", r"--\1 must", str(exc))) from None
     if args.threads is not None:
         check_int("--threads", args.threads)
-    if not args.out.endswith(".pth"):
-        raise ValueError(
-            "--out must end in .pth (the card is written next to it as .json), got "
-            f"{args.out!r}"
-        )
+    check_out_file("--out", args.out)
 
 
 def add_parsers(sub, add_config_flags) -> None:

@@ -35,6 +35,8 @@ __all__ = ["main", "build_parser", "failure_line", "DEBUG_ENV"]
 
 #: Set this environment variable to 1 to see the traceback behind a one-line error.
 DEBUG_ENV = "SSM_METARL_DEBUG"
+#: The largest ``--seed`` (2**32 - 1, numpy's legacy bound).
+SEED_MAX = 2**32 - 1
 #: Optional packages and the extra that installs each.
 EXTRAS = {
     "optuna": "rsi",
@@ -191,12 +193,23 @@ def _interrupted(args: argparse.Namespace | None) -> str:
     return hook(args) if hook else f"interrupted: {args.command} stopped"
 
 
+def _check_seed(args: argparse.Namespace) -> None:
+    """Every command's ``--seed``: an int in [0, 2**32 - 1] (torch, numpy and Gymnasium
+    all take it, and the commands derive further seeds from it)."""
+    from .io.validation import check_int
+
+    if getattr(args, "seed", None) is not None:
+        check_int("--seed", args.seed, minimum=0)
+        if args.seed > SEED_MAX:
+            raise ValueError(f"--seed must be at most {SEED_MAX}, got {args.seed}")
+
+
 def _check(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     """Run the command's checks; a failure is an argparse error (one line, exit 2)."""
-    if getattr(args, "check", None) is None:
-        return
     try:
-        args.check(args)
+        _check_seed(args)
+        if getattr(args, "check", None) is not None:
+            args.check(args)
     except (TypeError, ValueError, OSError) as exc:  # CheckpointError is a ValueError
         if os.environ.get(DEBUG_ENV, "") not in ("", "0"):
             raise
@@ -232,7 +245,10 @@ def main(argv: list[str] | None = None) -> int:
         line = failure_line(exc, args)
         if line is None or os.environ.get(DEBUG_ENV, "") not in ("", "0"):
             raise
-        print(f"error: {line}", file=sys.stderr)
+        # a path may hold a line break: the message stays one line
+        print(
+            "error: " + line.replace("\n", "\\n").replace("\r", "\\r"), file=sys.stderr
+        )
         return 1
 
 

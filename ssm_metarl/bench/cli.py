@@ -48,6 +48,10 @@ __all__ = [
 ]
 
 
+#: ``--protocol family`` draws its tasks from the first of these held-out tasks.
+HELD_OUT_TASKS = 48
+
+
 def cmd_benchmark(args: argparse.Namespace) -> int:
     """Run the chosen protocols and write their outputs (chapter 6)."""
     import torch
@@ -201,6 +205,16 @@ def check_benchmark(args: argparse.Namespace) -> None:
         check_int(f"--{flag}", getattr(args, flag))
     check_int("--ppo_timesteps", args.ppo_timesteps)
     check_int("--seed", args.seed, minimum=0)
+    if args.family_tasks > HELD_OUT_TASKS:
+        raise ValueError(
+            f"--family_tasks must be at most {HELD_OUT_TASKS} (the family's held-out "
+            f"tasks), got {args.family_tasks}"
+        )
+    for flag in ("protocol", "family_algos"):
+        names = getattr(args, flag)
+        twice = sorted({name for name in names if names.count(name) > 1})
+        if twice:
+            raise ValueError(f"--{flag} names {', '.join(twice)} twice; name each once")
     check_out_dir("--out", args.out, files=tuple(OUTPUTS.values()))
     needs_sb3 = sorted({"peers", "family"} & set(args.protocol))
     if needs_sb3 and importlib.util.find_spec("stable_baselines3") is None:

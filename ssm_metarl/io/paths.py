@@ -35,6 +35,13 @@ __all__ = [
 ]
 
 
+def _path(flag: str, name: str) -> Path:
+    """``name`` as a path; a NUL byte (which no file name can hold) is refused."""
+    if "\0" in name:
+        raise ValueError(f"{flag} {name!r}: a file name cannot hold a NUL byte")
+    return Path(name)
+
+
 def _refuse_odd(flag: str, name: str, path: Path, links: bool) -> None:
     """Refuse ``path`` if it is a dangling link, a link (unless ``links``), a directory
     or something other than a regular file."""
@@ -92,7 +99,7 @@ def check_out_file(
     link, its directory writable (made if missing). Returns the path. Used by chapter
     3's ``train`` and chapter 4's ``incontext``.
     """
-    path = Path(name)
+    path = _path(flag, name)
     if path.suffix != suffix or not path.stem:
         raise ValueError(
             f"{flag} must end in {suffix} (the card is written next to it as .json), "
@@ -111,7 +118,7 @@ def check_out_dir(flag: str, name: str, files: tuple = ()) -> Path:
     """
     if not name:
         raise ValueError(f"{flag} must name a directory, got ''")
-    path = Path(name)
+    path = _path(flag, name)
     if path.is_symlink() and not path.exists():
         raise ValueError(
             f"{flag} {name}: a symbolic link to {os.readlink(path)}, which does not "
@@ -142,7 +149,7 @@ def check_ship_file(flag: str, name: str) -> Path:
     """
     if not name:
         raise ValueError(f"{flag} must name a file, got ''")
-    path = Path(name)
+    path = _path(flag, name)
     _refuse_odd(flag, name, path, links=True)
     path = path.resolve() if path.is_symlink() else path
     if not path.parent.is_dir():
@@ -163,12 +170,14 @@ def read_user_text(flag: str, name: str) -> str:
     read: missing, a directory, a dangling link, unreadable, not text. Chapter 6."""
     if not name:
         raise ValueError(f"{flag} must name a file, got ''")
-    path = Path(name)
+    path = _path(flag, name)
     if not path.exists():
         what = "a dangling symbolic link" if path.is_symlink() else "does not exist"
         raise ValueError(f"{flag} {name}: {what}")
     if path.is_dir():
         raise ValueError(f"{flag} {name} is a directory; name a file")
+    if not path.is_file():  # a fifo or a device would block or never end
+        raise ValueError(f"{flag} {name} is not a regular file")
     try:
         return path.read_text(encoding="utf-8")
     except UnicodeDecodeError:

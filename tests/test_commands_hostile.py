@@ -476,6 +476,14 @@ def merge_cases() -> list[Case]:
         ("the README itself", "{d}/README.md", write("README.md", README_OK), "holds a README benchmark marker"),
         ("nested 100000 deep", "{d}/deep.json", write("deep.json", "[" * 100_000 + "]" * 100_000),
          "nested too deeply|holds a JSON array"),
+        ("our PPO's runs without their solve times", "{d}/op.json",
+         write("op.json", json.dumps({"our_ppo": {"summary": {"solved": 1, "seeds": 1, "median_solve_steps": 1,
+                                                              "median_solve_seconds": 1.0}, "runs": [{"solved": True}]}})),
+         "do not have the benchmark's shape"),
+        ("SB3 peers whose summary lacks its seeds", "{d}/pe.json",
+         write("pe.json", json.dumps({"peers": {"library": "SB3", "hyperparameters": "zoo", "runs": [],
+                                                "summary": {"sb3_ppo": {"solved": 1}}}})),
+         "do not have the benchmark's shape"),
         ("a dangling symlink", "{d}/dl.json", symlink("dl.json", "{d}/gone.json"), "dangling symbolic link"),
         ("''", "", None, "--merge must name a file, got ''"),
         ("a fifo (reading it would block)", "{d}/fifo.json", fifo("fifo.json"), "is not a regular file"),
@@ -655,6 +663,11 @@ def failure_cases() -> list[Case]:
              patch=raising("ssm_metarl.bench.cli", "run_protocols", ValueError("first line\nsecond line"))),
         Case(g, "a bug (RuntimeError) keeps its traceback", run, "bug", "RuntimeError",
              patch=raising("ssm_metarl.bench.cli", "run_protocols", RuntimeError("a bug"))),
+        Case(g, "a figure failing after the work (a bug): the measured JSON is kept", run, "bug", "RuntimeError",
+             patch=both(fast_benchmark, raising("ssm_metarl.bench.plots", "plot_learning_curves",
+                                                RuntimeError("a plotting bug"))),
+             after=lambda d: _assert("card" in json.loads((d / "out/benchmark_results.json").read_text()),
+                                     "the run's results were lost")),
         Case(g, "SSM_METARL_DEBUG=1 shows the traceback of a known failure", run, "bug", "FileNotFoundError",
              patch=both(raising("ssm_metarl.bench.cli", "run_protocols", FileNotFoundError(2, "gone", "x")),
                         lambda mp, d: mp.setenv("SSM_METARL_DEBUG", "1"))),
@@ -714,7 +727,14 @@ def run_case(case: Case, base: Path) -> tuple[str, str]:
         return "data lost", f"changed: {lost}"
     if case.expect == "bug":
         name = type(escaped).__name__ if escaped else ""
-        return ("handled", "") if re.search(case.match, name) else ("unclear", f"exit {code}: {text[-200:]!r}")
+        if not re.search(case.match, name):
+            return "unclear", f"exit {code}: {text[-200:]!r}"
+        try:
+            if case.after:
+                case.after(d)
+        except AssertionError as exc:
+            return "data lost", f"after: {exc}"
+        return "handled", ""
     if escaped is not None or "Traceback" in text:
         return "traceback", f"{type(escaped).__name__}: {escaped}" if escaped else text[-300:]
     want = {"usage": 2, "error": 1, "interrupt": 130, "ok": 0}[case.expect]
@@ -892,6 +912,22 @@ def test_the_classifier_fails_a_case_that_is_not_refused_late_refused_or_loses_d
     ]
     got = [outcome for case, outcome, _ in run_all(tmp_path, [case for case, _ in planted])]
     assert got == [want for _, want in planted]
+
+
+def test_the_readme_end_marker_is_never_written_twice_even_past_the_checks(tmp_path):
+    """Results that hold a marker (here: in a section's text) are refused by update_readme itself,
+    and the README stays as it was."""
+    from ssm_metarl.bench.results import update_readme
+
+    readme = tmp_path / "README.md"
+    readme.write_text(README_OK)
+    for text in (END, START, "<!-- benchmark:end"):
+        hostile = json.loads(json.dumps(FAKE_SECTIONS["card"]).replace('"tiny"', json.dumps(text)))
+        with pytest.raises(ValueError, match="README marker"):
+            update_readme(readme, {"command": "x", **hostile})
+        with pytest.raises(ValueError, match="README marker"):
+            update_readme(readme, {"command": f"python -m ssm_metarl benchmark --out '{text}'", **FAKE_SECTIONS["card"]})
+        assert readme.read_text() == README_OK
 
 
 def table(rows) -> str:

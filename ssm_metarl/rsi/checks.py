@@ -181,9 +181,50 @@ def check_rsi(args: argparse.Namespace) -> None:
                 f"--ship {args.ship} would overwrite the starting model; name another "
                 "file"
             )
+    run_id = replaces = None
     if resuming:
-        check_resume(args, out, model)
+        run_id, where = check_resume(args, out, model)
+    else:
+        where = parse_storage(args.storage or f"journal:{out.absolute() / 'study.log'}")
+        if has_state(out):
+            try:
+                replaces = load_state(out).extra.get("run_id")
+            except RuntimeError:
+                pass
+    own = where.masked == f"journal:{out.absolute() / 'study.log'}"
+    if resuming or not own:  # a fresh run's own journal is made afresh
+        check_study_free(where, args.study or "rsi", run_id, replaces)
     args.resuming = resuming
+
+
+def check_study_free(where, name: str, run_id, replaces) -> None:
+    """The study a run will use: reachable, this loop's kind, owned by this run (or by
+    the run it replaces, or by none) and held by no live coordinator of another
+    process. A study that does not exist yet is made by the run. Chapter 5."""
+    from .session import rival
+    from .storage import StorageError
+    from .study import SharedStudy
+
+    try:
+        shared = SharedStudy(where, name, create=False, wait=0, timeout=10)
+        notes, trials = shared.attrs(), len(shared.trials())
+    except StorageError as exc:
+        if str(exc).startswith("no study"):
+            return
+        raise ValueError(f"--storage: {exc}") from None
+    owner, other = notes.get("run"), notes.get("coordinator")
+    if rival(other, run_id, 60.0):
+        raise ValueError(
+            f"--study {name}: in use by a live coordinator ({other.get('process')}, "
+            "run " + str(other.get("run")) + "); stop it, or use another --study"
+        )
+    ours = owner == run_id or (owner is None and not trials)
+    if not ours and (owner is None or owner != replaces):
+        raise ValueError(
+            f"--study {name}: study {name!r} in {where.masked} holds another run "
+            f"({trials} trials); use another --study, or delete it first: optuna "
+            f"delete-study --storage URL --study-name {name}"
+        )
 
 
 def check_resume(args: argparse.Namespace, out: Path, model) -> None:
@@ -216,6 +257,7 @@ def check_resume(args: argparse.Namespace, out: Path, model) -> None:
             check_journal(where.path)
         except RuntimeError as exc:
             raise ValueError(str(exc)) from None
+    return saved["run_id"], where
 
 
 def check_worker(args: argparse.Namespace) -> None:

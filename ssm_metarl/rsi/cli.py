@@ -29,8 +29,13 @@ _ROW = (
     "{cycle:>5}  {validation:>7.1f}  {best:>22}  {decision:<8}  {test:>7.1f}  "
     "{seconds:>5.0f}"
 )
-#: Seconds a local worker waits for a silent coordinator before it stops.
-LOCAL_COORDINATOR_TIMEOUT = 60
+
+
+def local_timeout(stale_seconds: float) -> float:
+    """How long a local worker waits for a silent coordinator before it stops: long
+    beside the coordinator's beat (every stale_seconds / 6 at most), short enough
+    that a killed coordinator leaves no orphans for long."""
+    return min(120.0, max(10.0, 2 * stale_seconds))
 
 
 def _row(report) -> str:
@@ -75,7 +80,9 @@ def _stop_on_sigterm() -> None:
     signal.signal(signal.SIGTERM, handler)
 
 
-def _worker_command(storage: str, study: str, threads: int | None) -> list[str]:
+def _worker_command(
+    storage: str, study: str, threads: int | None, timeout: float
+) -> list[str]:
     """A local worker's command line: the storage URL as given (a password never is:
     the workers read it from the environment they inherit)."""
     return [
@@ -90,7 +97,7 @@ def _worker_command(storage: str, study: str, threads: int | None) -> list[str]:
         "--threads",
         str(threads or 1),
         "--coordinator-timeout",
-        str(LOCAL_COORDINATOR_TIMEOUT),
+        f"{timeout:g}",
     ]
 
 
@@ -123,10 +130,13 @@ def cmd_rsi(args: argparse.Namespace) -> int:
             resume=not args.no_resume,
         )
         url = agent.where.url if agent.where.kind == "journal" else args.storage
-        workers = [
-            subprocess.Popen(_worker_command(url, agent.study_name, args.threads))
-            for _ in range(args.workers)
-        ]
+        command = _worker_command(
+            url,
+            agent.study_name,
+            args.threads,
+            local_timeout(agent.config.stale_seconds),
+        )
+        workers = [subprocess.Popen(command) for _ in range(args.workers)]
         done = len(agent.history)
         print(_header(), flush=True)
         from ..report.progress import progress_bar

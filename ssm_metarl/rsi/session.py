@@ -10,6 +10,8 @@ workers stop when it has not beaten for their ``--coordinator-timeout``. Chapter
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import threading
 import time
 import uuid
@@ -18,7 +20,7 @@ from typing import Callable
 from .storage import StorageError
 from .study import SharedStudy, process_id
 
-__all__ = ["Beat", "Session", "beat_interval", "coordinator_alive"]
+__all__ = ["Beat", "Session", "beat_interval", "coordinator_alive", "rival"]
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +42,26 @@ def coordinator_alive(record, timeout: float, now: float | None = None) -> bool:
     )
 
 
+def rival(record, run_id: str | None, stale: float) -> bool:
+    """Whether a ``coordinator`` record is another live coordinator: alive, not this
+    process, not this run (a run resumed after its coordinator was killed takes its
+    study back; the run directory's lock says no other process runs it here), and not
+    a process of this host that has died. Chapter 5."""
+    if not coordinator_alive(record, stale) or record.get("run") == run_id:
+        return False
+    host, _, pid = str(record.get("process", "")).rpartition(":")
+    if record.get("process") == process_id():
+        return False
+    if host == socket.gethostname() and pid.isdigit():
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            return False
+        except OSError:
+            pass
+    return True
+
+
 class Beat:
     """Call `beat()` every `interval` seconds in a daemon thread, from `start()` to
     `stop()`; a failing call is logged and tried again next time (a database that
@@ -47,7 +69,11 @@ class Beat:
 
     def __init__(self, beat: Callable[[], None], interval: float):
         self.beat, self.interval = beat, interval
-        self._stop, self._thread = threading.Event(), None
+        self._stop, self._wake, self._thread = (
+            threading.Event(),
+            threading.Event(),
+            None,
+        )
 
     def start(self) -> "Beat":
         self._thread = threading.Thread(target=self._run, daemon=True, name="beat")
@@ -60,10 +86,17 @@ class Beat:
                 self.beat()
             except Exception as exc:  # never kill the process from its heartbeat
                 log.debug("heartbeat failed: %s", type(exc).__name__)
-            self._stop.wait(self.interval)
+            self._wake.wait(self.interval)
+            self._wake.clear()
+
+    def poke(self, interval: float | None = None) -> None:
+        """Beat now (and from now on every `interval` seconds, if given)."""
+        self.interval = interval or self.interval
+        self._wake.set()
 
     def stop(self) -> None:
         self._stop.set()
+        self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout=5 * self.interval + 5)
 
@@ -77,8 +110,8 @@ class Beat:
 class Session:
     """One coordinator's hold on a study from `open()` to `close()` (chapter 5).
 
-    `open()` refuses a study that a live coordinator of another process holds (its
-    beat younger than `stale` seconds), and checks after a moment that no coordinator
+    `open()` refuses a study that a `rival` holds (another live coordinator: its beat
+    younger than `stale` seconds), and checks after a moment that no coordinator
     that started at the same time took the study instead. While open, the session
     beats; if another coordinator overwrites the record, `usurped` says so and the loop
     stops.
@@ -100,11 +133,7 @@ class Session:
 
     def open(self, settle: float = 1.0) -> "Session":
         other = self.shared.attrs().get("coordinator")
-        # a coordinator of this process (an agent reopened in a notebook) hands over
-        if (
-            coordinator_alive(other, self.stale)
-            and other.get("process") != process_id()
-        ):
+        if rival(other, self.run_id, self.stale):
             raise StorageError(self._busy(other))
         self.shared.post("coordinator", self._record())
         time.sleep(settle)  # two coordinators that start together: the last write wins
@@ -127,6 +156,7 @@ class Session:
         if now.get("session") not in (None, self.id):
             self.usurped = self._busy(now)
             self._beat._stop.set()
+            self._beat._wake.set()
             return
         self.shared.post("coordinator", self._record())
 

@@ -80,20 +80,25 @@ class SharedStudy:
 
     def _open(self) -> None:
         optuna = self.optuna
-        try:
-            self.study = self._retry(
-                lambda: optuna.create_study(
-                    storage=self.storage,
-                    study_name=self.name,
-                    direction="maximize",
-                    load_if_exists=True,
-                    sampler=self.sampler,
-                ),
-                "opening the study",
+
+        def open_study():
+            if self.exists():  # loading writes nothing (creating twice would)
+                return optuna.load_study(
+                    study_name=self.name, storage=self.storage, sampler=self.sampler
+                )
+            return optuna.create_study(
+                storage=self.storage,
+                study_name=self.name,
+                direction="maximize",
+                load_if_exists=True,
+                sampler=self.sampler,
             )
+
+        try:
+            self.study = self._retry(open_study, "opening the study")
         except ValueError as exc:  # e.g. a study of several objectives
             raise StorageError(self._foreign(str(exc))) from None
-        if self.study._is_multi_objective() or self.study.direction.name != "MAXIMIZE":
+        if len(self.study.directions) != 1 or self.study.direction.name != "MAXIMIZE":
             raise StorageError(self._foreign("it minimizes"))
         self.study_id = self.study._study_id
         self._check_space()

@@ -16,7 +16,7 @@ import time
 from typing import Callable
 
 from .session import Session
-from .study import SharedStudy
+from .study import SharedStudy, process_id
 from .worker import run_trial
 
 __all__ = ["wait_for_round"]
@@ -48,13 +48,10 @@ def wait_for_round(
         trials = shared.trials(round_id)
         replacing = {t.user_attrs.get("replaces") for t in trials}
         for t in trials:
-            if (
-                t.state == TrialState.FAIL
-                and t.user_attrs.get("lost")
-                and t.number not in replacing
-                and replaced < n
-            ):
+            lost = t.state == TrialState.FAIL and t.user_attrs.get("lost")
+            if lost and t.number not in replacing and replaced < n:
                 shared.enqueue(round_id, replaces=t.number)
+                replacing.add(t.number)
                 replaced += 1
                 log.warning(
                     "trial %d was lost (%s); replaced",
@@ -62,11 +59,7 @@ def wait_for_round(
                     t.user_attrs.get("reason"),
                 )
         finished = [t for t in trials if t.state.is_finished()]
-        counted = [
-            t
-            for t in finished
-            if not (t.user_attrs.get("lost") and replaced_ok(t, trials))
-        ]
+        counted = [t for t in finished if t.number not in replacing]
         if len(counted) >= n:
             return sorted(finished, key=lambda t: t.number)
         if deadline is not None and time.time() > deadline:
@@ -88,14 +81,10 @@ def wait_for_round(
             )
         trial = shared.claim(round_id) if inline or alone else None
         if trial is not None:
+            log.info("coordinator %s: claimed trial %d", process_id(), trial.number)
             run_trial(shared, trial, trainer)
             if progress:
                 progress()
             continue
         shared.fail_stale(round_id, stale_seconds)
         time.sleep(0.5)
-
-
-def replaced_ok(trial, trials) -> bool:
-    """Whether a lost trial has a replacement in `trials`."""
-    return any(t.user_attrs.get("replaces") == trial.number for t in trials)

@@ -190,7 +190,7 @@ def run_worker(
                 )
             info = notes.get("round") or {}
             stale = (info.get("config") or {}).get("stale_seconds")
-            beat.interval = beat_interval(stale or RSIConfig.stale_seconds)
+            interval = beat_interval(stale or RSIConfig.stale_seconds)
             trial = shared.claim(info.get("id")) if alive == now and info else None
             if trial is None:
                 if idle_exit is not None and now - since > idle_exit:
@@ -198,6 +198,8 @@ def run_worker(
                 time.sleep(poll)
                 continue
             running.update(id=trial._trial_id, number=trial.number, closed=False)
+            beat.poke(interval)  # the trial's first heartbeat, now
+            log.info("worker %s: claimed trial %d", process_id(), trial.number)
             try:
                 outcome = run_trial(shared, trial, trainer, lambda: running["closed"])
             except KeyboardInterrupt:

@@ -162,7 +162,7 @@ def _chain(exc: BaseException):
 
 def failure_line(exc: BaseException, args: argparse.Namespace | None = None):
     """The one line a failure the user can act on ends in, or None for a bug (whose
-    traceback is shown). Chapter 3's ``train`` is the first command that uses it."""
+    traceback is shown). The appendix shows what the commands' errors look like."""
     full = [
         e for e in _chain(exc) if isinstance(e, OSError) and e.errno == errno.ENOSPC
     ]
@@ -183,6 +183,11 @@ def failure_line(exc: BaseException, args: argparse.Namespace | None = None):
     if isinstance(exc, ValueError):  # the package's checks, CheckpointError included
         return " ".join(str(exc).split()) or type(exc).__name__
     return None
+
+
+def _debug() -> bool:
+    """Whether ``SSM_METARL_DEBUG`` asks for tracebacks."""
+    return os.environ.get(DEBUG_ENV, "") not in ("", "0")
 
 
 def _interrupted(args: argparse.Namespace | None) -> str:
@@ -211,7 +216,7 @@ def _check(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
         if getattr(args, "check", None) is not None:
             args.check(args)
     except (TypeError, ValueError, OSError) as exc:  # CheckpointError is a ValueError
-        if os.environ.get(DEBUG_ENV, "") not in ("", "0"):
+        if _debug():
             raise
         message = failure_line(exc, args) if isinstance(exc, OSError) else str(exc)
         parser._subparsers._group_actions[0].choices[args.command].error(
@@ -243,7 +248,7 @@ def main(argv: list[str] | None = None) -> int:
         return 141
     except Exception as exc:
         line = failure_line(exc, args)
-        if line is None or os.environ.get(DEBUG_ENV, "") not in ("", "0"):
+        if line is None or _debug():
             raise
         # a path may hold a line break: the message stays one line
         print(

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import fcntl
 import importlib.util
+import json
 import logging
 import os
 import random
@@ -155,34 +156,33 @@ def check_journal(path: Path, must_exist: bool = False) -> None:
         return
     if not path.is_file():
         raise StorageError(f"journal {path} is not a file; name the run's study.log")
-    for _ in range(2):  # a line being written right now ends within moments
+    lock = FlockLock(path)
+    lock.acquire()  # a reader never sees a line half-written by a live writer
+    try:
         data = path.read_bytes()
-        if not data or data.endswith(b"\n"):
-            break
-        time.sleep(0.5)
+    finally:
+        lock.release()
     lines = data.split(b"\n")
-    last = len(lines) - (1 if data.endswith(b"\n") else 0)
-    import json
-
+    cut = bool(data) and not data.endswith(b"\n")  # a writer died mid-line
+    last = len(lines) - (0 if cut else 1)
     for number, line in enumerate(lines[:last], start=1):
         try:
             record = json.loads(line)
             ok = isinstance(record, dict) and isinstance(record.get("op_code"), int)
         except ValueError:
             ok = False
-        if ok:
+        if ok and not (cut and number == last):
             continue
-        if number == 1:
+        if number == 1 and not (cut and last == 1):
             raise StorageError(
                 f"{path} is not an Optuna journal (its first line is no journal "
                 "record); point --storage at a run's study.log, or use another --out"
             )
-        cut = number == last and not data.endswith(b"\n")
         raise StorageError(
             f"journal {path} is damaged: line {number} of {last} is "
             + (
                 "cut short (a write stopped by a kill or a full disk)"
-                if cut
+                if cut and number == last
                 else "not a journal record"
             )
             + f"; remove that line (sed -i '{number}d' {path}) and rerun, or start "

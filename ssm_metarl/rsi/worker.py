@@ -63,10 +63,19 @@ def run_trial(
     Returns "complete", "failed", "superseded" or "closed" (`closed()` turned true, or
     the study refused the report: the trial had been failed). Chapter 5."""
     info = shared.attrs().get("round")
-    if info is None or trial.user_attrs.get("round") != info.get("id"):
+    if not isinstance(info, dict) or trial.user_attrs.get("round") != info.get("id"):
         shared.fail(trial, "superseded: not the current round")
         return "superseded"
-    config = RSIConfig(**info["config"])
+    try:  # a round this code cannot read fails its trial, never the worker
+        config = RSIConfig(**info["config"])
+        current = Candidate(decode_model(info["model"]), float(info["inner_lr"]))
+        seed, baseline = _seed(info["seed"], trial.number), info["current_returns"]
+        baseline = float(np.mean(baseline))
+    except (TypeError, ValueError, KeyError, AttributeError) as exc:
+        shared.fail(
+            trial, f"the round is unreadable ({type(exc).__name__}: {exc})"[:200]
+        )
+        return "failed"
 
     def heartbeat():  # called by the trainer between epochs
         if closed():
@@ -76,8 +85,6 @@ def run_trial(
     try:
         shared._retry(lambda: trial.set_user_attr("worker", process_id()), "claiming")
         params = shared._retry(lambda: suggest(trial), "asking the sampler")
-        current = Candidate(decode_model(info["model"]), info["inner_lr"])
-        seed = _seed(info["seed"], trial.number)
         try:
             candidate, train_info = trainer(current, params, config, seed, heartbeat)
         except TrialClosed:
@@ -98,10 +105,7 @@ def run_trial(
                 )
             heartbeat()
             reason = reason or unsafe_reason(
-                candidate,
-                returns,
-                float(np.mean(info["current_returns"])),
-                config.instability,
+                candidate, returns, baseline, config.instability
             )
         attrs = {"train": train_info}
         if reason is not None and reason.startswith("non-finite"):
@@ -112,7 +116,7 @@ def run_trial(
             model=encode_model(candidate.model),
             **({"unsafe": reason} if reason else {}),
         )
-        gain = float(np.mean(returns) - np.mean(info["current_returns"]))
+        gain = float(np.mean(returns) - baseline)
         return _report(shared, trial, attrs, gain)
     except (TrialClosed, finished):
         log.info(

@@ -105,6 +105,10 @@ def parse_storage(url: str) -> StorageURL:
         parsed = make_url(url)
     except (ArgumentError, ValueError):
         raise ValueError(f"--storage {mask(url)!r} is not a URL: {FORMS}") from None
+    if parsed.drivername.split("+")[0] == "postgres":  # Heroku's and libpq's short form
+        parsed = parsed.set(
+            drivername=parsed.drivername.replace("postgres", "postgresql")
+        )
     backend = parsed.get_backend_name()
     if backend == "sqlite":
         name = parsed.database or ""
@@ -118,8 +122,7 @@ def parse_storage(url: str) -> StorageURL:
     if backend not in ("postgresql", "mysql"):
         raise ValueError(f"--storage {mask(url)!r}: unknown kind {backend!r}; {FORMS}")
     in_url = parsed.password is not None
-    if backend == "postgresql":
-        parsed = _postgres_driver(parsed)
+    parsed = _driver(parsed)
     if not in_url and os.environ.get(PASSWORD_ENV):
         parsed = parsed.set(password=os.environ[PASSWORD_ENV])
     shown = parsed.render_as_string(hide_password=True)
@@ -127,20 +130,23 @@ def parse_storage(url: str) -> StorageURL:
     return StorageURL(backend, full, shown, None, in_url)
 
 
-def _postgres_driver(parsed):
-    """psycopg 3 for postgresql:// (SQLAlchemy 2.1's default is psycopg2, which this
-    package does not install); a missing driver is named with its install command."""
-    driver = parsed.get_driver_name()
-    if driver in ("psycopg2", "psycopg") and "+" not in parsed.drivername:
+def _driver(parsed):
+    """The database driver, checked to be installed: psycopg 3 for a plain
+    postgresql:// (SQLAlchemy 2.1's default is psycopg2, which this package does not
+    install); a missing driver is named with its install command."""
+    backend, driver = parsed.get_backend_name(), parsed.get_driver_name()
+    if backend == "postgresql" and "+" not in parsed.drivername:
         driver = "psycopg"  # the plain form: the driver that the rsi extra installs
-    module = {"psycopg": "psycopg", "psycopg2": "psycopg2"}.get(driver, driver)
+    modules = {"psycopg": "psycopg", "mysqldb": "MySQLdb", "mysqlconnector": "mysql"}
+    module = modules.get(driver, driver)
     if importlib.util.find_spec(module) is None:
-        package = "psycopg[binary]" if module == "psycopg" else module
+        package = {"psycopg": "psycopg[binary]", "MySQLdb": "mysqlclient"}.get(module)
+        hint = "ssm-metarl[rsi]' (or pip install '" if module == "psycopg" else ""
         raise ValueError(
-            f"PostgreSQL storage needs the {module} driver, which is not installed: "
-            f"pip install 'ssm-metarl[rsi]' (or pip install '{package}')"
+            f"{backend} storage needs the {driver} driver, which is not installed: "
+            f"pip install '{hint}{package or module}'"
         )
-    return parsed.set(drivername=f"postgresql+{driver}")
+    return parsed.set(drivername=f"{backend}+{driver}")
 
 
 def check_journal(path: Path, must_exist: bool = False) -> None:

@@ -193,6 +193,7 @@ class RecursiveSelfImprovementAgent(PersistentRun):
             trials,
             cfg,
             self.current_model,
+            self.current.inner_lr,
             lambda found: self.evaluate(found, seed=seed),
             cycle,
         )

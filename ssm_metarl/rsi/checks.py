@@ -17,7 +17,7 @@ from dataclasses import fields
 from pathlib import Path
 
 from ..io.paths import check_out_dir, check_out_file
-from .run import resume_conflict, weights_digest
+from .run import resume_conflict, run_storage, weights_digest
 from .search import RSIConfig
 from .state import STATES, RunLock, has_state, load_state
 from .storage import PASSWORD_ENV, check_journal, parse_storage
@@ -251,7 +251,7 @@ def check_resume(args: argparse.Namespace, out: Path, model) -> None:
             f"the run in {out} uses {saved['storage']}: pass that storage again "
             "(--storage, password in the environment) to resume it"
         )
-    where = where or parse_storage(saved["storage"])
+    where = where or parse_storage(run_storage(saved, out))
     if where.kind == "journal":
         try:
             check_journal(where.path)

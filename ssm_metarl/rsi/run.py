@@ -33,6 +33,7 @@ __all__ = [
     "PersistentRun",
     "weights_digest",
     "resume_conflict",
+    "run_storage",
     "claim_study",
 ]
 
@@ -77,7 +78,7 @@ def resume_conflict(saved: dict, run_dir, **given) -> str | None:
     pairs = (
         ("--model", given.get("initial"), saved["initial"]["digest"]),
         ("--inner_lr", given.get("inner_lr"), saved["initial"]["inner_lr"]),
-        ("--storage", given.get("storage"), saved["storage"]),
+        ("--storage", given.get("storage"), run_storage(saved, run_dir)),
         ("--study", given.get("study"), saved["study"]),
     )
     for flag, value, was in pairs:
@@ -86,6 +87,14 @@ def resume_conflict(saved: dict, run_dir, **given) -> str | None:
                 value, was = "another model", f"{saved['initial']['source']}"
             return _line(flag, value, was, run_dir)
     return None
+
+
+def run_storage(saved: dict, run_dir) -> str:
+    """The (masked) storage URL of a saved run; its own journal is the one in its run
+    directory, wherever the directory has moved. Chapter 5."""
+    if saved.get("own_journal"):
+        return f"journal:{Path(run_dir).absolute() / 'study.log'}"
+    return saved["storage"]
 
 
 def _line(flag: str, value, was, run_dir) -> str:
@@ -161,7 +170,7 @@ class PersistentRun:
                     f"the run in {self.run_dir} uses {saved['storage']}: pass that "
                     "storage again (--storage) to resume it"
                 )
-            self.where = where or parse_storage(saved["storage"])
+            self.where = where or parse_storage(run_storage(saved, self.run_dir))
             operational = {name: getattr(given, name) for name in OPERATIONAL}
             self.config = RSIConfig(**{**ckpt.config, **operational})
             self._restore(ckpt)
@@ -172,7 +181,8 @@ class PersistentRun:
                 except RuntimeError:
                     pass
             self.where = parse_storage(storage or journal)
-            if self.where.masked == journal:  # the run's own journal starts afresh too
+            self.own_journal = self.where.masked == journal
+            if self.own_journal:  # the run's own journal starts afresh too
                 for name in ("study.log", "study.log.flock"):
                     (self.run_dir / name).unlink(missing_ok=True)
             self.config = explicit or RSIConfig(**overrides)
@@ -225,6 +235,7 @@ class PersistentRun:
             "study": self.study_name,
             "run_id": self.run_id,
             "initial": self.initial,
+            "own_journal": self.own_journal,
         }
         saved = {Path(e["path"]).name for e in self.archive} - set(self._pending)
         path = save_state(
@@ -249,6 +260,8 @@ class PersistentRun:
         self.current = Candidate(model, float(extra["inner_lr"]))
         self.history = [CycleReport.from_dict(r) for r in extra["history"]]
         self.archive, self.floor = extra["archive"], extra["floor"]
+        for entry in self.archive:  # the run directory may have moved since
+            entry["path"] = str(self.run_dir / "archive" / Path(entry["path"]).name)
         self.emergencies, self.halted = extra["emergencies"], extra["halted"]
         self.run_id, self.initial = extra["run_id"], extra["initial"]
         self.study_name = extra["study"]

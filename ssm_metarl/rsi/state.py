@@ -49,8 +49,14 @@ def _step(name: str) -> None:
 def has_state(run_dir: Path) -> bool:
     """Whether `run_dir` holds a run: its ``current`` link (or a link that dangles,
     which `load_state` reports), or an ``agent.pt`` from an older version. Chapter 5."""
-    link = Path(run_dir) / CURRENT
-    return link.is_symlink() or link.exists() or (Path(run_dir) / "agent.pt").exists()
+    run_dir = Path(run_dir)
+    link = run_dir / CURRENT
+    return (
+        link.is_symlink()
+        or link.exists()
+        or (run_dir / STATES).is_dir()
+        or (run_dir / "agent.pt").is_file()
+    )
 
 
 def load_state(run_dir: Path, kind: str = "RSIAgent") -> Checkpoint:
@@ -60,6 +66,12 @@ def load_state(run_dir: Path, kind: str = "RSIAgent") -> Checkpoint:
     link = run_dir / CURRENT
     fresh = "start afresh with --no-resume (or another --out)"
     if not link.is_symlink():
+        states = sorted(p.name for p in (run_dir / STATES).glob("[0-9]*"))
+        if states:
+            raise RunStateError(
+                f"{run_dir} is damaged: its {CURRENT} link is missing; relink the last "
+                f"state (ln -s {STATES}/{states[-1]} {link}) or {fresh}"
+            )
         raise RunStateError(
             f"{run_dir} holds a run written by an older version of this package (no "
             f"{CURRENT} link); {fresh}"

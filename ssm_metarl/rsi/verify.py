@@ -87,12 +87,12 @@ def reported_problem(returns, n_tasks: int) -> str | None:
 
 
 def model_problem(
-    attrs: dict, params: dict, current: StateSpaceModel
+    attrs: dict, params: dict, current: StateSpaceModel, current_lr: float
 ) -> tuple[Candidate | None, str | None]:
     """Decode a trial's model and check it: readable, weights that fit its config, the
     current model's inputs and outputs and no smaller, finite weights, a step size
-    inside the search space. Returns (the candidate, None) or (None, why it is
-    refused). Chapter 5."""
+    inside the search space (or the current one, kept). Returns (the candidate, None)
+    or (None, why it is refused). Chapter 5."""
     try:
         model = decode_model(attrs.get("model"))
     except (ValueError, TypeError) as exc:
@@ -110,7 +110,8 @@ def model_problem(
             f"{now.output_dim} (sizes only grow)"
         )
     lr, (low, high) = attrs.get("inner_lr"), SEARCH_SPACE["inner_lr"]
-    if not isinstance(lr, (int, float)) or not low <= lr <= high:
+    kept = isinstance(lr, (int, float)) and lr == current_lr  # the current one, kept
+    if not kept and (not isinstance(lr, (int, float)) or not low <= lr <= high):
         return None, f"step size {lr!r} outside the search space [{low:g}, {high:g}]"
     candidate = Candidate(model, float(lr))
     reason = unsafe_reason(candidate)
@@ -159,6 +160,7 @@ def verified_decision(
     trials: list,
     config: RSIConfig,
     current_model: StateSpaceModel,
+    current_lr: float,
     rescore,
     cycle: int,
 ):
@@ -174,7 +176,7 @@ def verified_decision(
             return chosen, reason, verdicts, checked.get(chosen)
         entry = candidates[chosen]
         found, problem = model_problem(
-            trials[chosen].user_attrs, entry["params"], current_model
+            trials[chosen].user_attrs, entry["params"], current_model, current_lr
         )
         if found is not None:
             own = np.asarray(rescore(found), dtype=np.float64)

@@ -16,7 +16,9 @@ models/rsi_scaling.json, written by `python tests/test_rsi_postgres.py`):
 
 import json
 import os
+import re
 import signal
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -32,6 +34,7 @@ from test_rsi_support import (  # noqa: E402
     command_lines,
     finish,
     history,
+    postgres_bin,
     postgres,  # noqa: F401 (the fixture)
     procs,  # noqa: F401 (the fixture)
     require,
@@ -79,6 +82,7 @@ def test_every_trial_runs_exactly_once_and_no_password_leaks(postgres, procs):
     assert secrets_in([procs.root / "run", procs.root / "shipped.json", procs.root / "shipped.pth"],
                       postgres.password) == []
     assert not any(postgres.password in line for line in seen)
+    RESULTS["once"] = {"trials": len(ran), "claimed_twice": 0, "processes": 1 + WORKERS}
 
 
 def test_a_worker_killed_mid_trial_is_replaced_and_the_cycle_finishes(postgres, procs):
@@ -159,9 +163,12 @@ def record(request):
     yield
     target = os.environ.get("SSM_METARL_RECORD")
     if target and RESULTS:
+        said = subprocess.run([str(postgres_bin() / "postgres"), "--version"], capture_output=True, text=True)
+        version = re.search(r"\d+(\.\d+)*", said.stdout).group(0)
         RESULTS.update(wall_seconds=round(time.time() - start, 1), workers=WORKERS,
                        command="python tests/test_rsi_postgres.py",
-                       storage="PostgreSQL (Debian's binaries, 127.0.0.1)")
+                       storage=f"PostgreSQL {version} on 127.0.0.1, password from PGPASSWORD",
+                       settings="3 candidates per cycle, tiny training (a few seconds each)")
         Path(target).write_text(json.dumps(RESULTS, indent=1) + "\n")
 
 

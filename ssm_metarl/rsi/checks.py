@@ -138,8 +138,20 @@ def check_study(name) -> None:
         raise ValueError(f"--study {name!r} holds unprintable characters")
 
 
+def need_optuna() -> None:
+    """The loop's proposer is the optional ``rsi`` extra: say how to install it."""
+    try:
+        import optuna  # noqa: F401
+        import sqlalchemy  # noqa: F401
+    except ImportError as exc:
+        raise ValueError(
+            f"rsi needs Optuna ({exc.name} is missing): pip install 'ssm-metarl[rsi]'"
+        ) from None
+
+
 def check_rsi(args: argparse.Namespace) -> None:
     """Every `rsi` flag, before any work (chapter 5)."""
+    need_optuna()
     args.start_model = args.start_path = args.start_lr = args.run_lock = None
     config_from(args)
     for name, minimum in (("cycles", 1), ("workers", 0), ("threads", 1)):
@@ -262,6 +274,7 @@ def check_resume(args: argparse.Namespace, out: Path, model) -> None:
 
 def check_worker(args: argparse.Namespace) -> None:
     """`rsi-worker`'s flags before it opens the study (chapter 5)."""
+    need_optuna()
     for name in ("threads", "max_trials", "idle_exit", "coordinator_timeout"):
         value = getattr(args, name)
         if value is not None and not (value > 0 and math.isfinite(value)):

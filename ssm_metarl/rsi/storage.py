@@ -51,9 +51,10 @@ log = logging.getLogger(__name__)
 PASSWORD_ENV = "SSM_METARL_STORAGE_PASSWORD"
 #: The URL forms that work, for error messages and ``--help``.
 FORMS = (
-    "journal:PATH (one machine), postgresql://USER@HOST:PORT/DB (several machines; "
-    "password in PGPASSWORD, ~/.pgpass or " + PASSWORD_ENV + "), sqlite:///PATH (one "
-    "process only)"
+    "journal:PATH (one machine), postgresql://USER@HOST:PORT/DB or "
+    "postgresql+psycopg://... (several machines; password in PGPASSWORD, ~/.pgpass or "
+    + PASSWORD_ENV
+    + "), sqlite:///PATH (one process only)"
 )
 _PASSWORD = re.compile(r"(\b[a-z][\w+.-]*://[^:/@\s]*:)([^@\s]+)(@)", re.IGNORECASE)
 

@@ -115,6 +115,17 @@ def test_problem2_ctrl_c_on_a_worker_gives_its_trial_back_at_once(procs):
     assert "its running trial was given back" in procs.text("c")
 
 
+def test_problem2_sigterm_on_the_coordinator_ends_cleanly_and_its_workers_stop(procs):
+    coordinator = procs.coordinator("c", "run", "--workers", "1", "--cycles", "3", *SLOW(3))
+    shared = study(f"journal:{procs.root / 'run' / 'study.log'}", "rsi")
+    pids = wait_for(lambda: worker_pids(shared), 60, "the worker")
+    wait_for(lambda: shared.trials(states=(shared.TrialState.RUNNING,)), 60, "a running trial")
+    os.kill(coordinator.pid, signal.SIGTERM)
+    assert finish(coordinator, 60) == 130
+    assert "interrupted: the run in" in procs.text("c") and "Traceback" not in procs.text("c")
+    wait_for(lambda: not any(alive(p) for p in pids), 40, "its worker to stop")
+
+
 # -- 3. workers that survive ---------------------------------------------------------
 def _round(shared, n, **config):
     if getattr(shared, "session", None) is None:

@@ -217,6 +217,19 @@ ONE_LINE = [
                                                     "--study", "s"], 2, "line 2 of 3 is not a journal record"),
     ("journal", "a directory", lambda d: ["rsi-worker", "--storage", f"journal:{_dir(d, 'j.log')}", "--study", "s"],
      2, "is not a file"),
+    ("journal", "an operation Optuna does not know", lambda d: [
+        "rsi-worker", "--storage", _foreign_journal(d, b'{"op_code": 999, "worker_id": "w"}\n'), "--study", "s"],
+     1, "holds records Optuna cannot replay"),
+    ("journal", "a record missing its fields", lambda d: [
+        "rsi-worker", "--storage", _foreign_journal(d, b'{"op_code": 0}\n'), "--study", "s"], 1,
+     "holds records Optuna cannot replay"),
+    ("journal", "rsi on a journal no one can replay", lambda d: [
+        "rsi", "--out", d / "r", "--storage", _foreign_journal(d, b'{"op_code": 0}\n')], 2,
+     "holds records Optuna cannot replay"),
+    ("arguments", "a journal in a missing folder", lambda d: ["rsi", "--out", d / "r", "--storage",
+                                                               f"journal:{d}/no/such/s.log"], 2, "does not exist"),
+    ("arguments", "a journal that is a folder", lambda d: ["rsi", "--out", d / "r", "--storage", f"journal:{d}"], 2,
+     "is a directory"),
 ]
 
 
@@ -550,6 +563,7 @@ SLOW_CASES = [
     ("workers", "the coordinator SIGKILLed: its workers stop", "handled", "test_rsi_journal"),
     ("workers", "the coordinator SIGKILLed and resumed: workers rejoin", "handled", "test_rsi_postgres"),
     ("workers", "Ctrl-C on a worker: its trial given back", "handled", "test_rsi_journal"),
+    ("workers", "SIGTERM on the coordinator: one line, its workers stop", "handled", "test_rsi_journal"),
     ("workers", "a trial failed under its worker", "handled", "test_rsi_journal"),
     ("workers", "no heartbeat while scoring", "handled", "test_rsi_journal"),
     ("workers", "two coordinators on one --out", "error", "test_rsi_journal"),

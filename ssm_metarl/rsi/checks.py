@@ -16,7 +16,7 @@ import re
 from dataclasses import fields
 from pathlib import Path
 
-from ..io.paths import check_out_dir, check_out_file
+from ..io.paths import check_out_dir, check_out_file, check_ship_file
 from .run import resume_conflict, run_storage, weights_digest
 from .search import RSIConfig
 from .state import STATES, RunLock, has_state, load_state
@@ -163,7 +163,9 @@ def check_rsi(args: argparse.Namespace) -> None:
     if args.study is not None:
         check_study(args.study)
     if args.storage is not None:
-        check_storage(args.storage, 1 + args.workers)
+        where = check_storage(args.storage, 1 + args.workers)
+        if where.path is not None:  # a journal or SQLite file: a place to write it
+            check_ship_file("--storage", str(where.path))
     out = check_out_dir("--out", args.out)
     if out.is_dir() and not has_state(out):
         foreign = sorted(p.name for p in out.iterdir() if p.name not in RUN_FILES)

@@ -279,7 +279,14 @@ def make_storage(where: StorageURL, timeout: float = 60.0):
         backend = optuna.storages.journal.JournalFileBackend(
             str(where.path), lock_obj=FlockLock(where.path)
         )
-        return optuna.storages.JournalStorage(backend)
+        try:  # the first replay of every record: a foreign one fails here
+            return optuna.storages.JournalStorage(backend)
+        except (AssertionError, KeyError, ValueError, TypeError, IndexError) as exc:
+            raise StorageError(
+                f"journal {where.path} holds records Optuna cannot replay "
+                f"({type(exc).__name__}: {str(exc)[:80]}); point --storage at a run's "
+                "study.log, or start afresh with --no-resume"
+            ) from None
     kwargs = {"pool_pre_ping": True} if where.kind != "sqlite" else {}
     return retrying(
         lambda: optuna.storages.RDBStorage(where.url, engine_kwargs=kwargs),

@@ -226,6 +226,10 @@ ONE_LINE = [
     ("journal", "rsi on a journal no one can replay", lambda d: [
         "rsi", "--out", d / "r", "--storage", _foreign_journal(d, b'{"op_code": 0}\n')], 2,
      "holds records Optuna cannot replay"),
+    ("arguments", "a database host that does not exist", lambda d: [
+        "rsi", "--out", d / "r", "--storage", "postgresql://rsi@no-such-host.invalid/x"], 2, "failed to resolve host"),
+    ("--model", "an empty name", lambda d: ["rsi", "--out", d / "r", "--model", ""], 2, "--model must name"),
+    ("--out/--ship", "ship an empty name", lambda d: ["rsi", "--out", d / "r", "--ship", ""], 2, "--ship must name"),
     ("arguments", "a journal in a missing folder", lambda d: ["rsi", "--out", d / "r", "--storage",
                                                                f"journal:{d}/no/such/s.log"], 2, "does not exist"),
     ("arguments", "a journal that is a folder", lambda d: ["rsi", "--out", d / "r", "--storage", f"journal:{d}"], 2,

@@ -56,6 +56,8 @@ def starting_model(name: str | None, inner_lr: float | None):
     from ..io.artifacts import artifact_path
     from ..models.ssm import StateSpaceModel
 
+    if name is not None and not name.strip():
+        raise ValueError("--model must name a shipped model or a .pth file, got ''")
     name = name or DEFAULT_MODEL
     path = Path(name)
     is_file = name.endswith(".pth") or "/" in name or path.exists() or path.is_symlink()
@@ -186,6 +188,8 @@ def check_rsi(args: argparse.Namespace) -> None:
         )
         args.start_model = model
     if args.ship is not None:
+        if not args.ship.strip() or args.ship.strip() == ".pth":
+            raise ValueError("--ship must name a file, e.g. models/NAME, got ''")
         ship = check_out_file("--ship", str(ship_path(args.ship)))
         if (
             args.start_path is not None

@@ -233,6 +233,8 @@ _PERMANENT = (
     "does not exist",
     "permission denied",
     "could not translate host name",
+    "failed to resolve host",
+    "name or service not known",
 )
 
 

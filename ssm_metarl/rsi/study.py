@@ -62,7 +62,7 @@ class SharedStudy:
         self.where = (
             storage if isinstance(storage, StorageURL) else parse_storage(storage)
         )
-        self.storage, self.name = make_storage(self.where), name
+        self.storage, self.name = make_storage(self.where, timeout), name
         self.TrialState = optuna.trial.TrialState
         self.sampler = optuna.samplers.TPESampler(
             seed=sampler_seed, n_startup_trials=4, constant_liar=True

@@ -13,6 +13,7 @@ ends in one line. Flags are built from `RSIConfig`. Taught in chapter 5
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import signal
 import subprocess
@@ -20,15 +21,11 @@ import sys
 import time
 
 from .checks import check_rsi, check_worker
+from .messages import damaged, header, interrupted, one_line, row
 
 __all__ = ["add_parsers", "cmd_rsi", "cmd_rsi_worker"]
 
 log = logging.getLogger(__name__)
-
-_ROW = (
-    "{cycle:>5}  {validation:>7.1f}  {best:>22}  {decision:<8}  {test:>7.1f}  "
-    "{seconds:>5.0f}"
-)
 
 
 def local_timeout(stale_seconds: float) -> float:
@@ -36,39 +33,6 @@ def local_timeout(stale_seconds: float) -> float:
     beside the coordinator's beat (every stale_seconds / 6 at most), short enough
     that a killed coordinator leaves no orphans for long."""
     return min(120.0, max(10.0, 2 * stale_seconds))
-
-
-def _row(report) -> str:
-    scored = [c for c in report.candidates if c.get("improvement")]
-    best = max(scored, key=lambda c: c["improvement"]["mean"], default=None)
-    text = (
-        "none scored"
-        if best is None
-        else "{mean:+.1f} [{low:+.1f}, {high:+.1f}]".format(**best["improvement"])
-    )
-    return _ROW.format(
-        cycle=report.cycle,
-        validation=report.validation["mean"],
-        best=text,
-        decision="accepted" if report.accepted is not None else "kept",
-        test=report.test["mean"],
-        seconds=report.seconds,
-    )
-
-
-def _header() -> str:
-    return (
-        _ROW.replace(":>7.1f", ":>7")
-        .replace(":>5.0f", ":>5")
-        .format(
-            cycle="cycle",
-            validation="valid.",
-            best="best improvement [CI]",
-            decision="decision",
-            test="test",
-            seconds="sec",
-        )
-    )
 
 
 def _stop_on_sigterm() -> None:
@@ -138,20 +102,24 @@ def cmd_rsi(args: argparse.Namespace) -> int:
         )
         workers = [subprocess.Popen(command) for _ in range(args.workers)]
         done = len(agent.history)
-        print(_header(), flush=True)
+        print(header(), flush=True)
         from ..report.progress import progress_bar
 
         for _ in progress_bar(
             range(done, args.cycles), enabled=not args.quiet, desc="rsi cycles"
         ):
-            print(_row(agent.improve()), flush=True)
+            print(row(agent.improve()), flush=True)
     except RSIHalted as exc:
         print(f"halted by the safety monitor: {exc}", flush=True)
     except KeyboardInterrupt:
-        print(_interrupted(agent, args), file=sys.stderr)
+        print(interrupted(agent), file=sys.stderr)
         return 130
     except (StorageError, RunStateError, OSError) as exc:
-        print(f"rsi: error: {_one_line(exc, agent, args)}", file=sys.stderr)
+        print(f"rsi: error: {one_line(exc)}", file=sys.stderr)
+        return 1
+    except json.JSONDecodeError as exc:  # a journal damaged while the run went on
+        where = agent.where if agent is not None else None
+        print(f"rsi: error: {damaged(where, exc)}", file=sys.stderr)
         return 1
     finally:
         _stop(agent, workers)
@@ -160,7 +128,7 @@ def cmd_rsi(args: argparse.Namespace) -> int:
         try:
             written = ship(agent, args, seconds)
         except (OSError, RuntimeError) as exc:
-            print(f"rsi: error: --ship {args.ship}: {_one_line(exc)}", file=sys.stderr)
+            print(f"rsi: error: --ship {args.ship}: {one_line(exc)}", file=sys.stderr)
             return 1
         print(f"wrote {written} and {written.with_suffix('.json')}")
     print(
@@ -170,27 +138,6 @@ def cmd_rsi(args: argparse.Namespace) -> int:
     return 0
 
 
-def _one_line(exc: BaseException, agent=None, args=None) -> str:
-    """An error as one line; a full disk says so, whatever layer noticed it."""
-    import errno
-
-    from .storage import mask
-
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    if getattr(exc, "errno", None) == errno.ENOSPC or "unexpected pos" in text:
-        text = f"no space left on device ({text[:100]})"
-    return mask(text)
-
-
-def _interrupted(agent, args) -> str:
-    if agent is None:
-        return "interrupted before the run started: nothing was written"
-    return (
-        f"interrupted: the run in {agent.run_dir} keeps its {len(agent.history)} "
-        "complete cycle(s); run the same command again to resume it"
-    )
-
-
 def _stop(agent, workers) -> None:
     """Tell the workers the run is over, then wait for them (30 s) before ending
     them."""
@@ -198,7 +145,7 @@ def _stop(agent, workers) -> None:
         try:
             agent.finish()
         except Exception as exc:  # the run is saved; telling the workers is a courtesy
-            log.warning("could not mark the run finished: %s", _one_line(exc))
+            log.warning("could not mark the run finished: %s", one_line(exc))
     for w in workers:
         try:
             w.wait(timeout=30)
@@ -233,7 +180,15 @@ def cmd_rsi_worker(args: argparse.Namespace) -> int:
         print("rsi-worker: stopped; its running trial was given back", file=sys.stderr)
         return 130
     except (StorageError, OSError) as exc:
-        print(f"rsi-worker: error: {_one_line(exc)}", file=sys.stderr)
+        print(f"rsi-worker: error: {one_line(exc)}", file=sys.stderr)
+        return 1
+    except json.JSONDecodeError as exc:  # a journal damaged while the worker ran
+        from .storage import parse_storage
+
+        print(
+            f"rsi-worker: error: {damaged(parse_storage(args.storage), exc)}",
+            file=sys.stderr,
+        )
         return 1
     print(f"rsi-worker: {report.reason}; ran {report.trials} trial(s)", file=sys.stderr)
     return 0

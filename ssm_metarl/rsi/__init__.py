@@ -9,5 +9,6 @@ saved as one unit). The machinery that spreads it over processes and machines:
 Optuna study), ``session`` (heartbeats, one coordinator per study), ``worker`` and
 ``watch`` (the worker's loop and the coordinator's watch over a round). The commands:
 ``cli`` (``python -m ssm_metarl rsi`` and ``rsi-worker``), ``checks`` (every flag
-checked before any work), ``ship`` (the final model and its card).
+checked before any work), ``messages`` (what they print), ``ship`` (the final model and
+its card).
 """

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..cartpole.rollout import Trajectories
+from ..cartpole.trajectories import Trajectories
 from ..io.validation import check_choice, check_int, check_positive, check_unit_interval
 from ..meta.maml_rl import policy_gradient_loss, task_batch
 from ..models.policy import N_ACTIONS, SSMPolicy, TaskBatchedPolicy

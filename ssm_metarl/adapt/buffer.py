@@ -12,7 +12,7 @@ from collections import deque
 
 import torch
 
-from ..cartpole.rollout import Trajectories
+from ..cartpole.trajectories import Trajectories
 from ..io.validation import check_int
 
 __all__ = ["ExperienceBuffer"]
@@ -21,7 +21,7 @@ __all__ = ["ExperienceBuffer"]
 class ExperienceBuffer:
     """A bounded store of past episodes (first in, first out) with seeded sampling.
 
-    `add(traj)` stores every episode of a `ssm_metarl.cartpole.rollout.Trajectories`
+    `add(traj)` stores every episode of a `Trajectories`
     batch: its observations, actions, rewards and the acting policy's log-probabilities.
     When full, the oldest episodes go. `sample(n, seed)` returns `n` distinct episodes
     as one padded batch; the same seed gives the same episodes. Defined in chapter 4

@@ -21,8 +21,9 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 
-from ..cartpole.rollout import Trajectories, collect
+from ..cartpole.rollout import collect
 from ..cartpole.tasks import CartPoleTask, get_family
+from ..cartpole.trajectories import Trajectories
 from ..io.validation import check_choice, check_int, check_positive
 from ..models.policy import SSMPolicy
 from ..report.stats import Estimate, bootstrap_ci

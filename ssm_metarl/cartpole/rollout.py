@@ -35,7 +35,6 @@ __all__ = [
     "collect",
     "evaluate",
     "EvalResult",
-    "Trajectories",
     "LinearPolicy",
     "select_actions",
 ]  # the last three live in .trajectories and ssm_metarl.models.policy

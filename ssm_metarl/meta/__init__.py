@@ -6,5 +6,5 @@ regression.
 MAML-RL config, task batches and loss, ``evaluation`` the held-out tasks, adaptation
 evaluation and the cards' protocol; ``training`` the meta-training run and
 ``run_state`` what it saves to resume; ``sine`` the sine-regression benchmark of Finn
-et al. (2017). Chapter 3.
+et al. (2017); ``cli`` the ``python -m ssm_metarl train`` command. Chapter 3.
 """

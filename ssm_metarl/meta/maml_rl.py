@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-from ..cartpole.rollout import Trajectories
+from ..cartpole.trajectories import Trajectories
 from ..io.validation import check_choice, check_int, check_positive, check_unit_interval
 from ..models.policy import (
     SSMPolicy,

@@ -15,8 +15,9 @@ from typing import Sequence
 
 import numpy as np
 
-from ..cartpole.rollout import Trajectories, collect
+from ..cartpole.rollout import collect
 from ..cartpole.tasks import CartPoleTask
+from ..cartpole.trajectories import Trajectories
 
 __all__ = ["tasks_in_order", "stratified_tasks", "play_batch", "world_returns"]
 

@@ -23,7 +23,14 @@ from typing import Any, Callable, Mapping
 
 from .checkpoint_errors import DamagedCheckpointError
 
-__all__ = ["write_atomically", "save_json", "file_sha256", "check_card", "CARD_HASH"]
+__all__ = [
+    "write_atomically",
+    "save_json",
+    "file_sha256",
+    "check_card",
+    "process_alive",
+    "CARD_HASH",
+]
 
 CARD_HASH = "weights_sha256"  #: the card field holding the sha256 of its ``.pth``
 
@@ -125,7 +132,7 @@ def _write_tmp(path: Path, write) -> str:
     ):
         pid = Path(stale).name[len(path.name) + 2 :].split(".")[0]
         # a killed save's leftover
-        if not (pid.isdigit() and int(pid) != os.getpid() and _alive(int(pid))):
+        if not (pid.isdigit() and int(pid) != os.getpid() and process_alive(int(pid))):
             _unlink(stale)
     fd, tmp = tempfile.mkstemp(
         dir=path.parent, prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp"
@@ -178,7 +185,9 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """Whether process ``pid`` still runs on this machine: a temporary file or a run
+    state it left behind may then still be in use (chapters 1 and 5)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

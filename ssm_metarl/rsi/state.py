@@ -23,7 +23,7 @@ import uuid
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from ..io.atomic import save_json
+from ..io.atomic import process_alive, save_json
 from ..io.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 
 __all__ = ["RunStateError", "RunLock", "save_state", "load_state", "has_state"]
@@ -182,18 +182,10 @@ def _prune(states: Path, keep: Path) -> None:
             continue
         if path.name.startswith(".tmp-"):
             pid = path.name.split("-")[1]
-            if pid.isdigit() and int(pid) != os.getpid() and _alive(int(pid)):
+            if pid.isdigit() and int(pid) != os.getpid() and process_alive(int(pid)):
                 continue
         shutil.rmtree(path, ignore_errors=True)
 
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:
-        return True
     return True
 
 

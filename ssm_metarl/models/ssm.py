@@ -49,8 +49,8 @@ class StateSpaceModel(Checkpointed, nn.Module):
     .. math::
         h_t = \tanh\big(f(h_{t-1}) + B x_t\big), \qquad y_t = C(h_t) + D x_t
 
-    `f` (state→hidden→state) and `C` (state→hidden→output) are two-layer ReLU MLPs,
-    `B` and `D` are affine maps. It is a nonlinear recurrent network in state-space
+    `f` (state→hidden→state) and `C` (state→hidden→output) are two-layer ReLU
+    MLPs, `B` and `D` are affine maps. It is a nonlinear recurrent network in state-space
     form, not an LSTM. The `tanh` bounds the state in (-1, 1): without it, trained
     policies drove `|h|` past 1e22 and then to NaN (`bounded=False` restores that
     behaviour for chapter 1's demonstration). The bound adds no parameters: the card's
@@ -318,8 +318,8 @@ class StateSpaceModel(Checkpointed, nn.Module):
 
 def balancing_ssm(rule=(0.0, 0.0, 100.0, 50.0), seed: int = 0) -> StateSpaceModel:
     """The card's SSM (32, 4, 4, 64) set to balance: its feedthrough `D` gives
-    logit(right) - logit(left) = `rule` · obs (by default a = [θ + 0.5 θ̇ > 0]) and its
-    readout is zeroed. Its forward costs what any weights cost, and its episodes run
+    logit(right) - logit(left) = `rule` · obs (by default a = [θ + 0.5 θ̇ > 0]) and
+    its readout is zeroed. Its forward costs what any weights cost, and its episodes run
     long, like a trained policy's: the model for timing rollouts. Seeded weights
     elsewhere. Defined in chapter 2 (`02_cartpole_tasks`).
     """

@@ -87,7 +87,8 @@ def speedup(times: dict[str, list[float]], baseline: str, name: str) -> Estimate
 def speed_words(times: dict[str, list[float]], baseline: str, name: str) -> str:
     """How `name`'s speed compares with `baseline`'s, in words decided by the CI over
     rounds: "4.1× (95% CI 3.8–4.4×) faster than", "... slower than", or
-    "not measurably faster or slower than". Defined in chapter 1 (`01_state_space_models`)."""
+    "not measurably faster or slower than". Defined in chapter 1
+    (`01_state_space_models`)."""
     faster = speedup(times, baseline, name)
     if faster.low > 1:
         return f"{times_faster(faster)} faster than"

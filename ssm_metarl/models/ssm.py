@@ -49,12 +49,12 @@ class StateSpaceModel(Checkpointed, nn.Module):
     .. math::
         h_t = \tanh\big(f(h_{t-1}) + B x_t\big), \qquad y_t = C(h_t) + D x_t
 
-    `f` (state→hidden→state) and `C` (state→hidden→output) are two-layer ReLU MLPs,
-    `B` and `D` are affine maps. It is a nonlinear recurrent network in state-space form,
-    not an LSTM. The `tanh` bounds the state in (-1, 1): without it, trained policies
-    drove `|h|` past 1e22 and then to NaN (`bounded=False` restores that behaviour for
-    chapter 1's demonstration). The bound adds no parameters: the card's configuration
-    has exactly 6,744.
+    `f` (state→hidden→state) and `C` (state→hidden→output) are two-layer ReLU
+    MLPs, `B` and `D` are affine maps. It is a nonlinear recurrent network in
+    state-space form, not an LSTM. The `tanh` bounds the state in (-1, 1): without
+    it, trained policies drove `|h|` past 1e22 and then to NaN (`bounded=False`
+    restores that behaviour for chapter 1's demonstration). The bound adds no
+    parameters: the card's configuration has exactly 6,744.
 
     The equations live in `_transition` and `_readout` only. `step` runs one time step,
     `outputs` a whole sequence (the input terms and the readout batched over time, only

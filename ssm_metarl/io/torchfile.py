@@ -20,6 +20,10 @@ import torch
 __all__ = ["inspect_torch_file", "safe_globals"]
 
 
+#: What reading a truncated or corrupt zip archive raises: each means "damaged".
+READ_ERRORS = (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError)
+
+
 def safe_globals() -> set[str]:
     """The globals `weights_only` loading allows: torch's tensor-rebuild set and any the
     user registered (chapter 1)."""
@@ -91,13 +95,7 @@ def inspect_torch_file(path: str | Path) -> tuple[str, str] | None:
             others = [
                 archive.read(n) for n in names if n.endswith(".pkl") and n != pickles[0]
             ]
-        except (
-            zipfile.BadZipFile,
-            OSError,
-            EOFError,
-            ValueError,
-            NotImplementedError,
-        ) as bad:
+        except READ_ERRORS as bad:
             return "damaged", f"the checkpoint is damaged ({bad})"
     imports, pids, complete, end = scan_pickle(data)
     # any other pickle in the archive is judged too
@@ -132,13 +130,7 @@ def inspect_torch_file(path: str | Path) -> tuple[str, str] | None:
             )
         try:
             bad_member = archive.testzip()  # every record's CRC
-        except (
-            zipfile.BadZipFile,
-            OSError,
-            EOFError,
-            ValueError,
-            NotImplementedError,
-        ) as bad:
+        except READ_ERRORS as bad:
             return "damaged", f"the checkpoint is damaged ({bad})"
         if bad_member is not None:
             return (

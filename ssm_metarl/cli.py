@@ -124,6 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
     from .adapt.cli import add_parsers as add_incontext  # chapter 4
     from .bench.cli import add_parsers as add_benchmark  # chapter 6
     from .meta.cli import add_parsers as add_train  # chapter 3
+    from .protocol.cli import add_parsers as add_replicate  # chapters 3-4
     from .rsi.cli import add_parsers as add_rsi  # chapter 5
 
     parser = argparse.ArgumentParser(
@@ -144,6 +145,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.set_defaults(func=cmd_bench, check=check_bench)
     add_train(sub, _add_config_flags)
     add_incontext(sub, _add_config_flags)
+    add_replicate(sub)
     add_rsi(sub, _add_config_flags)
     add_benchmark(sub)
     for command in sub.choices.values():  # --epoch is not --epochs: no guessing

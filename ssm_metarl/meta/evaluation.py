@@ -20,7 +20,13 @@ from ..cartpole.tasks import get_family
 from ..models.policy import TaskBatchedPolicy
 from ..report.stats import Estimate, bootstrap_ci
 from .maml import MetaMAML
-from .maml_rl import MetaRLConfig, _base, _seed, policy_gradient_loss, task_batch
+from .maml_rl import (
+    MetaRLConfig,
+    _base,
+    _seed,
+    policy_gradient_loss,
+    task_batch,
+)
 from .per_task import expand_params
 
 __all__ = [
@@ -108,6 +114,7 @@ def evaluate_adaptation(
     gamma: float = 0.99,
     clip: float = 0.2,
     greedy: bool = False,
+    inner_params: tuple[str, ...] | None = None,
 ) -> AdaptationResult:
     """Adapt `policy` (a model or an SSMPolicy) to every task with k policy-gradient
     steps on `episodes` episodes, for each k in `steps`.
@@ -115,14 +122,18 @@ def evaluate_adaptation(
     The support episodes are collected once per task with the unadapted policy (seed
     `seed`); the k-th step reuses them (the clipped ratio corrects for the policy having
     moved). Every adapted policy is then scored on `eval_episodes` fresh episodes per
-    task (seed `seed + 1`). The model is not modified. Defined in chapter 3 (`03_maml`).
+    task (seed `seed + 1`). `inner_params` restricts the steps to some weights (ANIL's
+    head, `ssm_metarl.meta.maml.HEAD`). The model is not modified. Defined in chapter 3
+    (`03_maml`).
     """
     base, tasks = _base(policy), list(tasks)
     steps = sorted(set(int(k) for k in steps))
     if not steps or steps[0] < 0:
         raise ValueError(f"steps must be non-negative ints, got {steps}")
     n = len(tasks)
-    maml = MetaMAML(base.model, inner_lr=inner_lr, first_order=True)
+    maml = MetaMAML(
+        base.model, inner_lr=inner_lr, first_order=True, inner_params=inner_params
+    )
     loss_fn = policy_gradient_loss(base, clip)
     support = task_batch(
         base, rollout.collect(base, tasks, episodes, seed=seed), n, gamma
@@ -150,7 +161,13 @@ def evaluate_adaptation(
 
 
 def tune_inner_lr(
-    model, family, steps: int = 1, episodes: int = 10, lrs=INNER_LRS, seed: int = 0
+    model,
+    family,
+    steps: int = 1,
+    episodes: int = 10,
+    lrs=INNER_LRS,
+    seed: int = 0,
+    inner_params: tuple[str, ...] | None = None,
 ) -> tuple[float, dict[float, float]]:
     """The adaptation step size that maximises the mean return after `steps` steps on
     the *validation* tasks of `family`; returns `(best_lr, {lr: mean return})`.
@@ -169,6 +186,7 @@ def tune_inner_lr(
             eval_episodes=episodes,
             inner_lr=lr,
             seed=_seed(seed, 424_242),
+            inner_params=inner_params,
         )
         scores[float(lr)] = float(result.returns[steps].mean())
     return max(scores, key=scores.get), scores

@@ -41,13 +41,17 @@ from .per_task import (
     stack_params,
 )
 
-__all__ = ["MetaMAML", "MetaStep", "METHODS"]
+__all__ = ["MetaMAML", "MetaStep", "METHODS", "HEAD"]
 
 log = logging.getLogger(__name__)
 
-#: Ways to learn an initialisation: second-order MAML, first-order MAML, or the
-#: baseline that skips the inner loop and trains on all tasks at once (chapter 3).
-METHODS = ("maml", "fomaml", "multitask")
+#: Ways to learn an initialisation: second-order MAML, first-order MAML, ANIL (MAML
+#: whose inner loop moves only the output head, Raghu et al. 2020), or the baseline
+#: that skips the inner loop and trains on all tasks at once (chapter 3).
+METHODS = ("maml", "fomaml", "anil", "multitask")
+#: The weights ANIL's inner loop adapts in the card's `StateSpaceModel`: the last
+#: layer of the readout and the feedthrough, the two layers that write the output.
+HEAD = ("readout.2.", "feedthrough.")
 
 
 @dataclass
@@ -77,6 +81,9 @@ class MetaMAML:
     first_order : drop the second-order term (FOMAML): the inner gradient is a constant.
     inner_steps : how many inner gradient steps `adapt` takes by default.
     max_grad_norm : the outer gradient is clipped to this norm before Adam's step.
+    inner_params : name prefixes of the weights the inner loop adapts (ANIL passes
+        `HEAD`); `None` adapts them all. The others keep the shared initialisation,
+        and the outer step still trains them through the inner one.
     batched : `True` runs all tasks in one graph (`vmap` over a one-task loss, or a
         `TaskBatchedLoss` called once); `False` loops over tasks in Python. Both give
         the same numbers; the loop exists for tests and for
@@ -94,6 +101,7 @@ class MetaMAML:
         inner_steps: int = 1,
         max_grad_norm: float = 1.0,
         batched: bool = True,
+        inner_params: tuple[str, ...] | None = None,
     ):
         for name, value in (
             ("inner_lr", inner_lr),
@@ -109,6 +117,17 @@ class MetaMAML:
         self.inner_steps = inner_steps
         self.max_grad_norm = float(max_grad_norm)
         self.batched = bool(batched)
+        names = [name for name, _ in model.named_parameters()]
+        self.adapted = (
+            set(names)
+            if inner_params is None
+            else {n for n in names if n.startswith(tuple(inner_params))}
+        )
+        if not self.adapted:
+            raise ValueError(
+                f"inner_params {inner_params!r} match none of the model's weights "
+                f"({', '.join(names)})"
+            )
         self.optimizer = torch.optim.Adam(model.parameters(), lr=self.outer_lr)
         self.updates = 0  # outer updates applied
         self.skipped_updates = 0  # outer updates refused by the non-finite guard
@@ -129,7 +148,10 @@ class MetaMAML:
         lr = self.inner_lr if lr is None else lr
         at = {k: v.detach() for k, v in params.items()} if self.first_order else params
         grads = grad(loss_fn)(at, batch)
-        return {k: params[k] - lr * grads[k] for k in params}
+        return {
+            k: params[k] - lr * grads[k] if k in self.adapted else params[k]
+            for k in params
+        }
 
     def adapt(
         self,
@@ -208,7 +230,10 @@ class MetaMAML:
             grads = torch.autograd.grad(
                 losses.sum(), list(at.values()), create_graph=not self.first_order
             )
-            params = {k: v - lr * g for (k, v), g in zip(params.items(), grads)}
+            params = {
+                k: v - lr * g if k in self.adapted else v
+                for (k, v), g in zip(params.items(), grads)
+            }
         return params
 
     def task_losses(self, loss_fn: LossFn, adapted: Params, data: Any) -> torch.Tensor:

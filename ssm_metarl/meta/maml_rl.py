@@ -30,7 +30,7 @@ from ..rl.losses import (
     ppo_clip_loss,
     task_means,
 )
-from .maml import METHODS
+from .maml import HEAD, METHODS
 from .per_task import Params, TaskBatchedLoss
 
 __all__ = [
@@ -38,6 +38,7 @@ __all__ = [
     "task_batch",
     "policy_gradient_loss",
     "TaskPolicy",
+    "inner_params",
 ]
 
 
@@ -49,7 +50,8 @@ class MetaRLConfig:
     # task family (`ssm_metarl.cartpole.tasks.FAMILIES`); the hidden goal needs
     # adaptation
     family: str = "goal"
-    # one of METHODS: second-order MAML, first-order MAML, or multi-task training
+    # one of METHODS: second-order MAML, first-order MAML, ANIL (head-only inner
+    # loop) or multi-task training
     mode: str = "maml"
     epochs: int = 300  # outer updates (the card: 50)
     tasks_per_epoch: int = 20  # tasks per outer update, the meta-batch (the card: 5)
@@ -88,6 +90,12 @@ class MetaRLConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+def inner_params(mode: str) -> tuple[str, ...] | None:
+    """The weights a method's inner loop adapts: the output head for ANIL, all of them
+    otherwise (chapter 3)."""
+    return HEAD if mode == "anil" else None
 
 
 def _seed(*parts: int) -> int:

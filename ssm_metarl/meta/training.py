@@ -23,7 +23,14 @@ from ..models.policy import TaskBatchedPolicy
 from ..report.progress import log_row, progress_bar
 from .evaluation import evaluate_adaptation
 from .maml import MetaMAML
-from .maml_rl import MetaRLConfig, _base, _seed, policy_gradient_loss, task_batch
+from .maml_rl import (
+    MetaRLConfig,
+    _base,
+    _seed,
+    inner_params,
+    policy_gradient_loss,
+    task_batch,
+)
 from .per_task import expand_params
 from .run_state import MetaRunState
 
@@ -119,6 +126,7 @@ def _validate(policy, cfg: MetaRLConfig, family, run: MetaRunState, epoch: int) 
         gamma=cfg.gamma,
         clip=cfg.clip,
         greedy=cfg.greedy_eval,
+        inner_params=inner_params(cfg.mode),
     )
     pre, post = (
         float(result.returns[0].mean()),
@@ -181,6 +189,7 @@ def meta_train(
         first_order=(cfg.mode == "fomaml"),
         inner_steps=cfg.adaptation_steps,
         max_grad_norm=cfg.max_grad_norm,
+        inner_params=inner_params(cfg.mode),
     )
     loss_fn = policy_gradient_loss(policy, cfg.clip)
     run = MetaRunState()

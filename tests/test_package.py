@@ -23,7 +23,7 @@ def module_name(path: Path) -> str:
 MODULES = sorted(module_name(p) for p in SOURCES if p.stem not in ("__init__", "__main__"))
 
 # The floors, bottom first: a module imports only from its own folder or folders below it.
-FLOORS = ["io", "report", "models", "cartpole", "rl", "meta", "adapt", "rsi", "bench", "cli"]
+FLOORS = ["io", "report", "models", "cartpole", "rl", "meta", "adapt", "protocol", "rsi", "bench", "cli"]
 OWNED_ELSEWHERE = {"ssm_metarl.report.plotting", "ssm_metarl.report.display"}
 
 

@@ -9,7 +9,8 @@ import torch
 
 from ssm_metarl.cartpole.task_sets import BANDS, goal_band, task_sets
 from ssm_metarl.cartpole.tasks import get_family
-from ssm_metarl.meta.maml import HEAD, METHODS, MetaMAML
+from ssm_metarl.meta.maml import METHODS, MetaMAML
+from ssm_metarl.models.ssm import OUTPUT_HEAD as HEAD
 from ssm_metarl.meta.maml_rl import inner_params
 from ssm_metarl.models.ssm import StateSpaceModel
 from ssm_metarl.protocol import plan

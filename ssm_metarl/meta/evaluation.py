@@ -123,8 +123,8 @@ def evaluate_adaptation(
     `seed`); the k-th step reuses them (the clipped ratio corrects for the policy having
     moved). Every adapted policy is then scored on `eval_episodes` fresh episodes per
     task (seed `seed + 1`). `inner_params` restricts the steps to some weights (ANIL's
-    head, `ssm_metarl.meta.maml.HEAD`). The model is not modified. Defined in chapter 3
-    (`03_maml`).
+    head, `ssm_metarl.models.ssm.OUTPUT_HEAD`). The model is not modified. Defined in
+    chapter 3 (`03_maml`).
     """
     base, tasks = _base(policy), list(tasks)
     steps = sorted(set(int(k) for k in steps))

@@ -41,7 +41,7 @@ from .per_task import (
     stack_params,
 )
 
-__all__ = ["MetaMAML", "MetaStep", "METHODS", "HEAD"]
+__all__ = ["MetaMAML", "MetaStep", "METHODS"]
 
 log = logging.getLogger(__name__)
 
@@ -49,9 +49,6 @@ log = logging.getLogger(__name__)
 #: whose inner loop moves only the output head, Raghu et al. 2020), or the baseline
 #: that skips the inner loop and trains on all tasks at once (chapter 3).
 METHODS = ("maml", "fomaml", "anil", "multitask")
-#: The weights ANIL's inner loop adapts in the card's `StateSpaceModel`: the last
-#: layer of the readout and the feedthrough, the two layers that write the output.
-HEAD = ("readout.2.", "feedthrough.")
 
 
 @dataclass
@@ -81,9 +78,9 @@ class MetaMAML:
     first_order : drop the second-order term (FOMAML): the inner gradient is a constant.
     inner_steps : how many inner gradient steps `adapt` takes by default.
     max_grad_norm : the outer gradient is clipped to this norm before Adam's step.
-    inner_params : name prefixes of the weights the inner loop adapts (ANIL passes
-        `HEAD`); `None` adapts them all. The others keep the shared initialisation,
-        and the outer step still trains them through the inner one.
+    inner_params : name prefixes of the weights the inner loop adapts (ANIL passes the
+        output head's); `None` adapts them all. The others keep the shared
+        initialisation, and the outer step still trains them through the inner one.
     batched : `True` runs all tasks in one graph (`vmap` over a one-task loss, or a
         `TaskBatchedLoss` called once); `False` loops over tasks in Python. Both give
         the same numbers; the loop exists for tests and for

@@ -30,7 +30,7 @@ from ..rl.losses import (
     ppo_clip_loss,
     task_means,
 )
-from .maml import HEAD, METHODS
+from .maml import METHODS
 from .per_task import Params, TaskBatchedLoss
 
 __all__ = [
@@ -95,7 +95,9 @@ class MetaRLConfig:
 def inner_params(mode: str) -> tuple[str, ...] | None:
     """The weights a method's inner loop adapts: the output head for ANIL, all of them
     otherwise (chapter 3)."""
-    return HEAD if mode == "anil" else None
+    from ..models.ssm import OUTPUT_HEAD
+
+    return OUTPUT_HEAD if mode == "anil" else None
 
 
 def _seed(*parts: int) -> int:

@@ -18,7 +18,11 @@ from torch import nn
 from ..io.validation import check_bool, check_int, check_model_input
 from .checkpointed import Checkpointed
 
-__all__ = ["SSMConfig", "StateSpaceModel", "Params", "balancing_ssm"]
+__all__ = ["SSMConfig", "StateSpaceModel", "Params", "balancing_ssm", "OUTPUT_HEAD"]
+
+#: The weights that write the output: the readout's last layer and the feedthrough.
+#: ANIL's inner loop adapts only these (chapter 3).
+OUTPUT_HEAD = ("readout.2.", "feedthrough.")
 
 #: Functional weights: parameter name -> tensor, optionally with a leading task
 #: dimension.

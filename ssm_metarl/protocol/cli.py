@@ -19,7 +19,7 @@ __all__ = ["add_parsers", "check_replicate", "cmd_replicate"]
 
 def check_replicate(args: argparse.Namespace) -> None:
     """``--workers`` a positive int, ``--root`` a usable folder, ``--store`` a usable
-    JSON path, before any work."""
+    JSON path, before any work (chapter 3)."""
     from ..io.paths import check_out_file
     from ..io.validation import check_int
 
@@ -29,6 +29,7 @@ def check_replicate(args: argparse.Namespace) -> None:
 
 
 def cmd_replicate(args: argparse.Namespace) -> int:
+    """Run the study and write the store (chapter 3)."""
     from .gather import run_study
 
     command = "python -m ssm_metarl " + shlex.join(sys.argv[1:] or ["replicate"])

@@ -29,7 +29,7 @@ CHECK_EVERY = 2
 
 def scratch_goals(family: str = "goal_sharp") -> list[int]:
     """Positions in the family's test set of the goals raced: the first
-    `GOALS_PER_BAND` of each band."""
+    `GOALS_PER_BAND` of each band (chapter 4)."""
     from ..cartpole.task_sets import BANDS, task_sets
 
     test = task_sets(family)["test"]
@@ -38,7 +38,7 @@ def scratch_goals(family: str = "goal_sharp") -> list[int]:
 
 def ppo_to_match(family: str, index: int, seed: int, target: float, root) -> dict:
     """Train PPO from scratch on test task `index` until its score reaches `target`;
-    cached in `root/measurements/scratch_INDEX_SEED.json`."""
+    cached in `root/measurements/scratch_FAMILY_INDEX_SEED.json` (chapter 4)."""
     import torch
 
     from ..cartpole.task_sets import task_sets

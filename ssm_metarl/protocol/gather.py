@@ -49,7 +49,8 @@ def _pool(workers: int, calls: list[tuple]) -> list:
 
 
 def replicated_units(root) -> list[Unit]:
-    """The replicated goal-family units, at the step sizes their tuning chose."""
+    """The replicated goal-family units, at the step sizes their tuning chose
+    (chapter 3)."""
     from .runner import best_units
 
     first = tuning_units()
@@ -105,7 +106,8 @@ def _scratch_calls(root) -> list[tuple]:
 
 
 def run_study(root, store, workers: int = 2, command: str = "") -> dict:
-    """Train, measure and store the whole study; returns the store's document."""
+    """Train, measure and store the whole study; returns the store's document
+    (chapter 3)."""
     from .measure import measure_unit
     from .retention import measure_retention
     from .runner import run_training
@@ -160,7 +162,8 @@ def _rounded(values) -> list:
 
 
 def build_store(root, tuned: dict, support: dict, command: str, timing: dict) -> dict:
-    """The results store's document from the study's cards and measurements."""
+    """The results store's document from the study's cards and measurements
+    (chapter 3)."""
     from ..cartpole.task_sets import task_sets
     from .from_scratch import PPO_SEEDS, scratch_goals
     from .measure import STEPS, measure_references, measure_unit

@@ -37,11 +37,13 @@ REPORTED = ("test", "held_out")
 
 
 def measurement_path(unit: Unit, root) -> Path:
+    """Where a unit's measurement is cached (chapter 3)."""
     return Path(root) / "measurements" / f"{Path(unit.name).name}.json"
 
 
 def per_task_returns(policy, tasks, episodes: int, seed: int, greedy=False):
-    """Mean return of `episodes` episodes of every task: (n_tasks,) numpy."""
+    """Mean return of `episodes` episodes of every task: (n_tasks,) numpy
+    (chapter 3)."""
     from ..cartpole.rollout import collect
 
     traj = collect(policy, list(tasks), episodes, seed=seed, greedy=greedy)
@@ -96,7 +98,7 @@ def _measure_in_context(model, sets) -> dict:
 
 def measure_unit(unit: Unit, root) -> dict:
     """Score one replicated model on its family's test and held-out sets; cached in
-    `root/measurements/NAME.json` (a unit measured before is read back)."""
+    `root/measurements/NAME.json` (a unit measured before is read back). Chapter 3."""
     import torch
 
     from ..cartpole.task_sets import task_sets
@@ -125,7 +127,8 @@ def measure_unit(unit: Unit, root) -> dict:
 
 def measure_references(family: str) -> dict:
     """The oracle (told the goal) and the goal-blind controller on the family's test
-    and held-out sets, per task (10 episodes each, the models' scoring seed)."""
+    and held-out sets, per task (10 episodes each, the models' scoring seed).
+    Chapter 4."""
     from ..cartpole.task_sets import task_sets
     from ..meta.evaluation import TEST_SEED
     from ..models.controllers import GoalController

@@ -99,7 +99,7 @@ def _meta(method: str) -> bool:
 
 def tuning_units() -> list[Unit]:
     """First round: every outer step size for every method and family (inner 0.3 for
-    the meta-learners; multi-task has no inner step while training)."""
+    the meta-learners; multi-task has no inner step while training). Chapter 3."""
     return [
         Unit(
             "tuning",
@@ -117,7 +117,7 @@ def tuning_units() -> list[Unit]:
 
 def inner_tuning_units(best_outer: dict[tuple[str, str], float]) -> list[Unit]:
     """Second round: the other inner step sizes at each meta-learner's best outer
-    step size."""
+    step size (chapter 3)."""
     return [
         Unit("tuning", family, method, TUNING_SEED, best_outer[family, method], lr)
         for family in FAMILIES
@@ -128,7 +128,7 @@ def inner_tuning_units(best_outer: dict[tuple[str, str], float]) -> list[Unit]:
 
 
 def replication_units(best: dict[tuple[str, str], Unit]) -> list[Unit]:
-    """Five seeds of every method and family at its tuned step sizes."""
+    """Five seeds of every method and family at its tuned step sizes (chapter 3)."""
     return [
         replace(best[family, method], kind="replication", seed=seed)
         for family in FAMILIES

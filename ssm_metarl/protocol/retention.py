@@ -49,7 +49,7 @@ STEPS_ON_B = (1, 2, 3)
 
 def task_sequences(family: str = "goal_sharp", n: int = SEQUENCES) -> list[tuple]:
     """`n` pairs (A, B) of test tasks whose goals lie on opposite sides of the track,
-    at least 1 m apart (seeded, the same for every model)."""
+    at least 1 m apart (seeded, the same for every model). Chapter 4."""
     from ..cartpole.task_sets import task_sets
 
     tasks = task_sets(family)["test"].tasks
@@ -119,7 +119,7 @@ def _sequence(model, lr: float, a, b, seed: int) -> dict:
 
 def measure_retention(unit: Unit, root) -> dict:
     """Every sequence for one trained model (its adaptation step size from its card);
-    cached in `root/measurements/retention_NAME.json`."""
+    cached in `root/measurements/retention_NAME.json`. Chapter 4."""
     import torch
 
     from ..io.atomic import save_json

@@ -39,7 +39,7 @@ log = logging.getLogger(__name__)
 
 
 def read_card(unit: Unit, root: Path) -> dict | None:
-    """The card of a finished unit, or None if it has not run yet."""
+    """The card of a finished unit, or None if it has not run yet (chapter 3)."""
     path = unit.path(root).with_suffix(".json")
     return json.loads(path.read_text()) if path.exists() else None
 
@@ -116,7 +116,7 @@ def _train_in_context(unit: Unit) -> tuple:
 
 def train_unit(unit: Unit, root: str | Path, command: str = "") -> dict:
     """Train `unit`, write `NAME.pth` and its card under `root`, return the card; a
-    unit that already ran returns its card without training again."""
+    unit that already ran returns its card without training again (chapter 3)."""
     import torch
 
     root = Path(root)
@@ -147,7 +147,8 @@ def train_unit(unit: Unit, root: str | Path, command: str = "") -> dict:
 
 
 def run_units(units: list[Unit], root, workers: int = 2, command: str = "") -> list:
-    """Train `units` in `workers` processes (one torch thread each); their cards."""
+    """Train `units` in `workers` processes (one torch thread each); their cards
+    (chapter 3)."""
     if workers <= 1:
         return [train_unit(u, root, command) for u in units]
     with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
@@ -157,7 +158,8 @@ def run_units(units: list[Unit], root, workers: int = 2, command: str = "") -> l
 
 def best_units(root, units: list[Unit]) -> dict[tuple[str, str], Unit]:
     """For every (family, method), the tuning unit with the best validation score
-    (the return after one step at the model's own best adaptation step size)."""
+    (the return after one step at the model's own best adaptation step size).
+    Chapter 3."""
     best: dict[tuple[str, str], tuple[float, Unit]] = {}
     for unit in units:
         score = read_card(unit, root)["validation_score"]
@@ -172,6 +174,7 @@ def run_training(root, workers: int = 2, command: str = "") -> dict:
 
     Round 1: outer step sizes (and the in-context seeds); round 2: inner step sizes of
     the meta-learners at their best outer one; round 3: five seeds of every method.
+    Chapter 3.
     """
     first = tuning_units()
     run_units(first + in_context_units(), root, workers, command)

@@ -21,7 +21,8 @@ __all__ = ["two_level_ci", "two_level_difference", "iqm_of_runs", "run_matrix"]
 
 
 def run_matrix(scores, name: str = "scores") -> np.ndarray:
-    """`scores` as a finite float (runs, tasks) matrix; a clear error otherwise."""
+    """`scores` as a finite float (runs, tasks) matrix; a clear error otherwise
+    (chapter 3)."""
     matrix = np.asarray(scores, dtype=np.float64)
     if matrix.ndim != 2 or 0 in matrix.shape:
         raise ValueError(

@@ -54,6 +54,7 @@ from .meta.evaluation import (
     card_evaluation,
     evaluate_adaptation,
     held_out_tasks,
+    test_tasks,
     tune_inner_lr,
 )
 from .meta.maml import METHODS, MetaMAML, MetaStep
@@ -186,6 +187,7 @@ __all__ = [
     "card_evaluation",
     "evaluate_adaptation",
     "held_out_tasks",
+    "test_tasks",
     "policy_gradient_loss",
     "task_batch",
     "tune_inner_lr",

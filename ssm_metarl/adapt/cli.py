@@ -3,8 +3,9 @@ policy and its card.
 
 ``incontext`` trains `StateSpaceModel` with the balanced PPO recipe of
 `ssm_metarl.adapt.in_context.train_in_context` (flags from `InContextConfig`), then
-scores it with no gradient step on three held-out sets of the family: both worlds at the
-default physics, unseen tasks from the training ranges, and the held-out test ranges. It
+scores it with no gradient step on three sets of the family: both worlds at the default
+physics (validation: training selected its weights on them), unseen tasks from the
+training ranges (test), and tasks from the held-out physics ranges (held out). It
 writes ``OUT.pth`` and the card ``OUT.json`` (command, log, evaluation). The gradient
 adapters' models are trained by ``train --family goal_sharp``. Taught in chapter 4.
 """
@@ -29,26 +30,28 @@ def in_context_evaluation(
     model, family: str, n_tasks: int = 48, episodes: int = 5
 ) -> dict:
     """The card's evaluation of an in-context policy: no gradient step, greedy and
-    sampled actions, on three held-out sets (default physics, unseen in-range tasks,
-    out-of-range test tasks), each world's mean with a 95% CI over tasks. Defined in
-    chapter 4."""
+    sampled actions, on three sets (default physics: validation, the weights were
+    selected on them; unseen in-range tasks: test; out-of-range tasks: held out), each
+    world's mean with a 95% CI over tasks. Defined in chapter 4."""
     from ..cartpole.tasks import CartPoleTask, get_family
-    from ..meta.evaluation import TEST_SEED, held_out_tasks
+    from ..meta.evaluation import TEST_SEED, test_tasks
     from .in_context import evaluate_in_context
 
     fam = get_family(family)
     sets = {
         "default": [CartPoleTask(flip=f) for f in (False, True)] * (n_tasks // 2),
         "in_range": fam.sample(n_tasks, seed=IN_RANGE_SEED, split="validation"),
-        "out_of_range": held_out_tasks(fam, n_tasks),
+        "out_of_range": test_tasks(fam, n_tasks),
     }
     result = {
         "protocol": (
             f"{n_tasks} tasks per set, {episodes} episodes each, seed TEST_SEED + 1, "
-            "no gradient step; "
+            "no gradient step; default = both worlds at the default physics "
+            "(validation: among the tasks the weights were selected on); "
             f"in_range = {family}.sample({n_tasks}, seed={IN_RANGE_SEED}, "
-            "split='validation'), "
-            f"out_of_range = held_out_tasks({family}, {n_tasks})"
+            "split='validation') (test: unseen, from the training ranges); "
+            f"out_of_range = test_tasks({family}, {n_tasks}) (held out: physics from "
+            "the held-out ranges)"
         )
     }
     for name, tasks in sets.items():

@@ -17,7 +17,7 @@ import torch
 
 from ..cartpole.envs import make_env
 from ..cartpole.tasks import get_family
-from ..meta.evaluation import TEST_SEED, held_out_tasks
+from ..meta.evaluation import TEST_SEED, test_tasks
 from ..report.stats import bootstrap_ci
 from ..report.timing import torch_threads
 from .peers import ZOO, sb3_model
@@ -88,7 +88,7 @@ def family_section(
     Each learner trains once per task for `budget` env steps (the strong protocol's PPO
     row) and is scored on `episodes` sampled episodes; the CI is over tasks.
     """
-    tasks = held_out_tasks(get_family(family), 48)[:n_tasks]
+    tasks = test_tasks(get_family(family), 48)[:n_tasks]
     say = progress or (lambda msg: None)
     runs = []
     with torch_threads(1):

@@ -24,7 +24,7 @@ from ..adapt.buffer import ExperienceBuffer
 from ..cartpole.rollout import collect
 from ..cartpole.tasks import CartPoleTask, get_family
 from ..io.artifacts import artifact_path, load_card
-from ..meta.evaluation import TEST_SEED, held_out_tasks
+from ..meta.evaluation import TEST_SEED, test_tasks
 from ..models.ssm import StateSpaceModel
 from ..report.progress import progress_bar
 from ..rl.configs import PPOConfig
@@ -72,7 +72,7 @@ def strong_protocol(
     tasks for `ppo_budget` env steps per seed.
     """
     fam = get_family(family)
-    tasks = held_out_tasks(fam, n_tasks)
+    tasks = test_tasks(fam, n_tasks)
     names = {
         "maml": f"cartpole_{family}_maml",
         "multitask": f"cartpole_{family}_multitask",
@@ -226,7 +226,7 @@ def _in_context_rows(seeds: int, seed: int, n_tasks: int) -> list[dict]:
     except (FileNotFoundError, ValueError):
         # not shipped: the row is left out, and the JSON's rows say which agents ran
         return []
-    tasks = held_out_tasks(get_family("flip+physics"), n_tasks)
+    tasks = test_tasks(get_family("flip+physics"), n_tasks)
     scores = np.stack(
         [
             mean_returns(model, tasks, 5, TEST_SEED + 1000 * (seed + s) + 1, True)

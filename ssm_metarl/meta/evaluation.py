@@ -1,11 +1,13 @@
-"""Adaptation evaluation for MAML-RL: held-out tasks, returns before and after k inner
+"""Adaptation evaluation for MAML-RL: test tasks, returns before and after k inner
 steps, and the model cards' evaluation protocol (chapter 3).
 
 `evaluate_adaptation` scores a policy before and after k policy-gradient steps on each
-task; `held_out_tasks` are the test tasks it is scored on (seed `TEST_SEED`), never used
-in training or selection; `card_evaluation` is the protocol every shipped model's card
-reports, with `tune_inner_lr` giving baselines their best step size on validation tasks.
-Taught in chapter 3 (`book/03_maml.md`).
+task; `test_tasks` are the tasks a card is scored on (seed `TEST_SEED`), never used in
+training or selection. They are *test* tasks, not held out: for a goal family they are
+fresh draws from the training distribution (the held-out regions are in
+`ssm_metarl.cartpole.task_sets`); `card_evaluation` is the protocol every shipped
+model's card reports, with `tune_inner_lr` giving baselines their best step size on
+validation tasks. Taught in chapter 3 (`book/03_maml.md`).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from .per_task import expand_params
 __all__ = [
     "TEST_SEED",
     "INNER_LRS",
+    "test_tasks",
     "held_out_tasks",
     "evaluation_split",
     "AdaptationResult",
@@ -40,18 +43,19 @@ __all__ = [
     "card_evaluation",
 ]
 
-#: Seed of the adaptation and scoring episodes on held-out test tasks (model cards,
-#: chapter 3).
+#: Seed of the adaptation and scoring episodes on test tasks (model cards, chapter 3).
 TEST_SEED = 31_337
 #: Adaptation step sizes `tune_inner_lr` tries.
 INNER_LRS = (0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0)
 
 
-def held_out_tasks(family, n: int = 48) -> list:
-    """`n` held-out test tasks of `family`: its fixed test split, topped up with more
-    draws from the test distribution (a separate seed) when `n` is larger. A finite
-    family ("flip": 2 tasks) repeats its tasks; each repeat adapts on its own episodes.
-    Never used in training or checkpoint selection. Defined in chapter 3 (`03_maml`)."""
+def test_tasks(family, n: int = 48) -> list:
+    """`n` test tasks of `family`: its fixed test split, topped up with more draws from
+    the test distribution (a separate seed) when `n` is larger. Never used in training
+    or checkpoint selection, but not held out either where the test distribution is the
+    training one (goals); physics come from the held-out ranges. A finite family
+    ("flip": 2 tasks) repeats its tasks; each repeat adapts on its own episodes.
+    Defined in chapter 3 (`03_maml`)."""
     tasks = list(family.test)[:n]
     if family.finite:
         return [tasks[i % len(tasks)] for i in range(n)]
@@ -60,8 +64,12 @@ def held_out_tasks(family, n: int = 48) -> list:
     return tasks
 
 
+#: The old name of `test_tasks` (chapter 3): kept so that older code still runs.
+held_out_tasks = _test_tasks = test_tasks
+
+
 def evaluation_split(family, n: int) -> str:
-    """What a card's "held-out" evaluation really was. A finite family ("flip": two
+    """What a card's test evaluation really was. A finite family ("flip": two
     tasks) has no unseen tasks: its n evaluations repeat the tasks it trained and was
     selected on. Defined in chapter 3."""
     if family.finite:
@@ -72,7 +80,15 @@ def evaluation_split(family, n: int) -> str:
             f"{n // tasks} times; the same tasks were used for training and checkpoint "
             "selection"
         )
-    return f"test: {n} held-out tasks of family {family.name!r}"
+    if "physics" in family.components:
+        return (
+            f"test: {n} tasks of family {family.name!r} with physics from the held-out "
+            "ranges"
+        )
+    return (
+        f"test: {n} unseen tasks of family {family.name!r}, drawn from the training "
+        "distribution (not held out)"
+    )
 
 
 @dataclass
@@ -198,7 +214,7 @@ def card_evaluation(policy, config: MetaRLConfig, test_tasks: int = 48) -> dict:
     A model not meta-trained for one step size (`mode="multitask"`) first gets its best
     one on the validation tasks (`tune_inner_lr`). Then it adapts with k = 0, 1, 3, 5
     (and `adaptation_steps`) steps on `config.episodes` episodes of each of `test_tasks`
-    held-out tasks and is scored on as many fresh ones (seed `TEST_SEED`). Returns the
+    test tasks and is scored on as many fresh ones (seed `TEST_SEED`). Returns the
     card's fields. Defined in chapter 3 (`03_maml`).
     """
     family = get_family(config.family)
@@ -211,7 +227,7 @@ def card_evaluation(policy, config: MetaRLConfig, test_tasks: int = 48) -> dict:
             episodes=config.episodes,
             seed=config.seed,
         )
-    tasks = held_out_tasks(family, test_tasks)
+    tasks = _test_tasks(family, test_tasks)
     evaluation = evaluate_adaptation(
         policy,
         tasks,

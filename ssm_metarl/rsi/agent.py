@@ -23,7 +23,7 @@ from typing import Any, Callable
 import numpy as np
 
 from ..cartpole.tasks import TaskDistribution, get_family
-from ..meta.evaluation import TEST_SEED, held_out_tasks
+from ..meta.evaluation import TEST_SEED, test_tasks
 from ..meta.maml_rl import _seed
 from ..models.ssm import StateSpaceModel
 from ..report.stats import bootstrap_ci
@@ -136,7 +136,7 @@ class RecursiveSelfImprovementAgent(PersistentRun):
         if split == "test":
             return score(
                 candidate,
-                held_out_tasks(get_family(cfg.family), cfg.test_tasks),
+                test_tasks(get_family(cfg.family), cfg.test_tasks),
                 cfg,
                 TEST_SEED,
             )

@@ -256,7 +256,10 @@ def _train_sine(args: argparse.Namespace, out):
             ],
         },
         "evaluation": {
-            "split": f"{args.test_tasks} held-out sines (seed {sine.SINE_TEST_SEED})",
+            "split": (
+                f"{args.test_tasks} test sines (seed {sine.SINE_TEST_SEED}): unseen "
+                "draws from the training distribution"
+            ),
             "protocol": (
                 "K=10 support points, k gradient steps of the inner lr, MSE on 100 "
                 "grid points"
@@ -310,7 +313,7 @@ def add_parsers(sub, add_config_flags) -> None:
         "--test_tasks",
         type=int,
         default=48,
-        help="held-out tasks for the card's evaluation (default: 48)",
+        help="test tasks for the card's evaluation (default: 48)",
     )
     train.add_argument(
         "--threads",

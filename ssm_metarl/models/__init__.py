@@ -5,5 +5,6 @@ policies.
 its config by ``checkpointed``; ``s4d`` is chapter 1's linear diagonal SSM layer
 (recurrence, chunked scan, FFT), built on ``linear_recurrence`` (discretisation,
 parallel scan) and timed by ``s4d_speed``; ``policy`` is the one policy interface every
-rollout and loss uses, with its implementations. Chapters 1, 2 and 4.
+rollout and loss uses, with its implementations; ``controllers`` the fixed goal
+controllers (oracle and goal-blind) every goal result is measured against. Chapters 1-4.
 """

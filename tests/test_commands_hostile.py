@@ -92,13 +92,14 @@ def guard(mp: pytest.MonkeyPatch) -> None:
     from ssm_metarl.bench import cli as bench_cli
     from ssm_metarl.bench import speed
     from ssm_metarl.meta import sine, training
+    from ssm_metarl.protocol import gather
 
     def refuse(*args, **kwargs):
         raise WorkStarted
 
     for module, name in ((bench_cli, "run_protocols"), (training, "meta_train"), (sine, "train_sine"),
                          (in_context, "train_in_context"), (speed, "bench_ssm"), (speed, "bench_rl"),
-                         (speed, "bench_rollout"), (speed, "bench_maml")):
+                         (speed, "bench_rollout"), (speed, "bench_maml"), (gather, "run_study")):
         mp.setattr(module, name, refuse)
 
 
@@ -329,6 +330,14 @@ def argument_cases() -> list[Case]:
                  ("--threads 0", ["--threads", "0"], "--threads must be a positive int"),
                  ("--keep newest", ["--keep", "newest"], "keep")]
     cases += [_usage(g, f"incontext {n}", ["incontext", *a, "--quiet", "--out", out], m) for n, a, m in incontext]
+    replicate = [("--workers 0", ["--workers", "0"], "--workers must be a positive int"),
+                 ("--workers two", ["--workers", "two"], "invalid int value: 'two'"),
+                 ("--store results.pth", ["--store", "{d}/results.pth"], "--store must end in .json"),
+                 ("--store a folder", ["--store", "{d}"], "--store"),
+                 ("--root a file", ["--root", "{d}/file.json/x"], "--root")]
+    cases += [_usage(g, f"replicate {n}", ["replicate", *a, "--root", "{d}/study"] if "--root" not in a
+                     else ["replicate", *a], m, setup=lambda d: (d / "file.json").write_text("{}"))
+              for n, a, m in replicate]
     bench = [("--protocol best", ["--protocol", "best"], "invalid choice: 'best'"),
              ("--protocol with no name", ["--protocol"], "expected at least one argument"),
              ("--seeds 0", ["--seeds", "0"], "--seeds must be a positive int"),

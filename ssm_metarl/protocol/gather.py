@@ -11,10 +11,7 @@ Taught in chapter 3 (`book/03_maml.md`).
 from __future__ import annotations
 
 import json
-import logging
 import time
-from concurrent.futures import ProcessPoolExecutor
-from multiprocessing import get_context
 from pathlib import Path
 
 import numpy as np
@@ -36,17 +33,6 @@ from .plan import (
 
 __all__ = ["run_study", "build_store", "replicated_units"]
 
-log = logging.getLogger(__name__)
-
-
-def _pool(workers: int, calls: list[tuple]) -> list:
-    """Run `fn(*args)` for every (fn, *args) in `workers` processes, in order."""
-    if workers <= 1:
-        return [fn(*args) for fn, *args in calls]
-    with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
-        jobs = [pool.submit(fn, *args) for fn, *args in calls]
-        return [job.result() for job in jobs]
-
 
 def replicated_units(root) -> list[Unit]:
     """The replicated goal-family units, at the step sizes their tuning chose
@@ -64,7 +50,8 @@ def replicated_units(root) -> list[Unit]:
     ]
 
 
-def _scratch_calls(root) -> list[tuple]:
+def _scratch_calls(root) -> tuple[list[tuple], dict[int, float]]:
+    """The PPO races to run, and MAML's support steps on each raced goal."""
     from ..cartpole.rollout import collect
     from ..cartpole.task_sets import task_sets
     from ..meta.evaluation import TEST_SEED
@@ -72,15 +59,8 @@ def _scratch_calls(root) -> list[tuple]:
     from .from_scratch import PPO_SEEDS, ppo_to_match, scratch_goals
     from .measure import measure_unit
 
-    units = [
-        u
-        for u in replicated_units(root)
-        if (u.family, u.method)
-        == (
-            "goal_sharp",
-            "maml",
-        )
-    ]
+    sharp = ("goal_sharp", "maml")
+    units = [u for u in replicated_units(root) if (u.family, u.method) == sharp]
     adapted = np.array([measure_unit(u, root)["returns"]["test"]["1"] for u in units])
     tasks = task_sets("goal_sharp")["test"].tasks
     calls, support = [], {}
@@ -110,21 +90,21 @@ def run_study(root, store, workers: int = 2, command: str = "") -> dict:
     (chapter 3)."""
     from .measure import measure_unit
     from .retention import measure_retention
-    from .runner import run_training
+    from .runner import in_processes, run_training
 
     root, start = Path(root), time.perf_counter()
     tuned = run_training(root, workers, command)
     this_run = {"train": time.perf_counter() - start}
     units = replicated_units(root) + in_context_units()
     maml_sharp = [u for u in units if (u.family, u.method) == ("goal_sharp", "maml")]
-    _pool(
-        workers,
+    in_processes(
         [(measure_unit, u, root) for u in units]
         + [(measure_retention, u, root) for u in maml_sharp],
+        workers,
     )
     this_run["measure"] = time.perf_counter() - start - this_run["train"]
     calls, support = _scratch_calls(root)
-    _pool(workers, calls)
+    in_processes(calls, workers)
     this_run["from_scratch"] = time.perf_counter() - start - sum(this_run.values())
     document = build_store(root, tuned, support, command, _timing(root, this_run))
     from ..io.atomic import save_json

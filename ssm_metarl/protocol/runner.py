@@ -33,7 +33,14 @@ from .plan import (
     tuning_units,
 )
 
-__all__ = ["train_unit", "run_units", "run_training", "read_card", "best_units"]
+__all__ = [
+    "train_unit",
+    "run_units",
+    "run_training",
+    "read_card",
+    "best_units",
+    "in_processes",
+]
 
 log = logging.getLogger(__name__)
 
@@ -146,14 +153,20 @@ def train_unit(unit: Unit, root: str | Path, command: str = "") -> dict:
     return card
 
 
+def in_processes(calls: list[tuple], workers: int = 2) -> list:
+    """`fn(*args)` for every `(fn, *args)` in `calls`, in `workers` fresh processes
+    (spawned, so no torch state is shared), results in order (chapter 3)."""
+    if workers <= 1:
+        return [fn(*args) for fn, *args in calls]
+    with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
+        jobs = [pool.submit(fn, *args) for fn, *args in calls]
+        return [job.result() for job in jobs]
+
+
 def run_units(units: list[Unit], root, workers: int = 2, command: str = "") -> list:
     """Train `units` in `workers` processes (one torch thread each); their cards
     (chapter 3)."""
-    if workers <= 1:
-        return [train_unit(u, root, command) for u in units]
-    with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
-        jobs = [pool.submit(train_unit, u, root, command) for u in units]
-        return [job.result() for job in jobs]
+    return in_processes([(train_unit, u, root, command) for u in units], workers)
 
 
 def best_units(root, units: list[Unit]) -> dict[tuple[str, str], Unit]:

@@ -6,7 +6,7 @@ benchmarks chapters 1-3 show (``speed_ssm``, ``speed_cartpole``, ``speed_maml``)
 ``strong_protocol`` are the card's and the strong evaluation protocols, ``scoring``
 how both score an agent, ``rliable_stats`` the IQM and probability of improvement;
 ``peers`` the Stable-Baselines3 peers on CartPole-v1, ``peers_tasks`` the same on
-held-out tasks, ``time_to_solve`` our PPO's time to solve against SB3's; ``plots`` the
+test tasks, ``time_to_solve`` our PPO's time to solve against SB3's; ``plots`` the
 figures, ``results`` the results file and its tables, and ``cli`` the
 ``python -m ssm_metarl benchmark`` command that writes them. Chapter 6.
 """

@@ -3,7 +3,7 @@ own setting.
 
 ``card_protocol`` replays the card's setting row by row (CartPole-v1, 20 greedy
 episodes, its three adaptation configs) on the shipped models, beside the values the
-card reported (``CARD_REPORTED``). Nothing is retrained. The strong protocol on held-out
+card reported (``CARD_REPORTED``). Nothing is retrained. The strong protocol on test
 tasks is :mod:`ssm_metarl.bench.strong_protocol`. Taught in chapter 6
 (``06_benchmarks``).
 """

@@ -48,7 +48,7 @@ __all__ = [
 ]
 
 
-#: ``--protocol family`` draws its tasks from the first of these held-out tasks.
+#: ``--protocol family`` draws its tasks from the first of these test tasks.
 HELD_OUT_TASKS = 48
 
 
@@ -207,7 +207,7 @@ def check_benchmark(args: argparse.Namespace) -> None:
     check_int("--seed", args.seed, minimum=0)
     if args.family_tasks > HELD_OUT_TASKS:
         raise ValueError(
-            f"--family_tasks must be at most {HELD_OUT_TASKS} (the family's held-out "
+            f"--family_tasks must be at most {HELD_OUT_TASKS} (the family's test "
             f"tasks), got {args.family_tasks}"
         )
     for flag in ("protocol", "family_algos"):
@@ -262,9 +262,9 @@ def add_parsers(sub) -> None:
         choices=PROTOCOLS,
         default=["card"],
         help=(
-            "card: the seed card's protocol; strong: card + held-out tasks, seeds and "
+            "card: the seed card's protocol; strong: card + test tasks, seeds and "
             "CIs; peers: Stable-Baselines3 PPO/DQN (needs the bench extra); speed: "
-            "the bench speed ratios; family: SB3 on held-out goal tasks (bench extra)"
+            "the bench speed ratios; family: SB3 on goal test tasks (bench extra)"
         ),
     )
     bench.add_argument("--out", required=True, help="output directory")
@@ -290,7 +290,7 @@ def add_parsers(sub) -> None:
         "--family_tasks",
         type=int,
         default=8,
-        help="family: held-out goal tasks (default: 8)",
+        help="family: goal test tasks (default: 8)",
     )
     bench.add_argument(
         "--family_budget",

@@ -4,7 +4,7 @@ CartPole-v1 settings.
 Optional: needs the ``bench`` extra (``pip install -e .[bench]``); SB3 is imported only
 when a peer runs. Each run trains on real Gymnasium ``CartPole-v1`` and is scored the
 way chapter 2 scores our PPO: solved means a greedy mean return >= 475 over 100 real
-episodes, and the clock includes every evaluation. The same peers on held-out tasks
+episodes, and the clock includes every evaluation. The same peers on test tasks
 of a family are :mod:`ssm_metarl.bench.peers_tasks`. Taught in chapter 6
 (``06_benchmarks``).
 """

@@ -1,10 +1,10 @@
-"""Chapter 6's SB3 peers on held-out tasks (the benchmark's ``family`` section): PPO and
+"""Chapter 6's SB3 peers on test tasks (the benchmark's ``family`` section): PPO and
 DQN trained through the Gymnasium env of each task, beside our PPO from scratch.
 
 ``sb3_on_task`` trains Stable-Baselines3's PPO or DQN with RL Zoo's CartPole-v1
 settings (:mod:`ssm_metarl.bench.peers`) on one task through ``make_env(task)``;
 ``family_section`` runs it and our PPO from scratch (the strong protocol's PPO row) on
-the first held-out tasks of a family, at the same budget, scored the same way. Needs
+the first test tasks of a family, at the same budget, scored the same way. Needs
 the ``bench`` extra. Taught in chapter 6 (``06_benchmarks``).
 """
 
@@ -82,7 +82,7 @@ def family_section(
     episodes: int = 10,
     progress=None,
 ) -> dict:
-    """SB3 and our PPO from scratch on the first `n_tasks` of `family`'s 48 held-out
+    """SB3 and our PPO from scratch on the first `n_tasks` of `family`'s 48 test
     tasks (chapter 6).
 
     Each learner trains once per task for `budget` env steps (the strong protocol's PPO
@@ -132,7 +132,7 @@ def family_section(
         )
     return {
         "what": (
-            f"first {n_tasks} of 48 held-out '{family}' tasks, {budget:,} env steps "
+            f"first {n_tasks} of 48 test '{family}' tasks, {budget:,} env steps "
             f"per task, one training seed per task, {episodes} sampled episodes; "
             "CI over tasks"
         ),

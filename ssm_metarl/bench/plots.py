@@ -38,7 +38,7 @@ def plot_adaptation(results: dict):
         (results[k]["rows"], t)
         for k, t in (
             ("card", "card protocol: CartPole-v1, 20 episodes"),
-            ("strong", "strong protocol: held-out goal tasks"),
+            ("strong", "strong protocol: goal test tasks"),
         )
         if results.get(k)
     ]
@@ -75,7 +75,7 @@ def _curves(ax, runs):
 def plot_learning_curves(results: dict):
     """Return against env steps, mean line and min-max band over runs (chapter 6).
 
-    Left: the held-out goal tasks, PPO from scratch against the adapted agents (points
+    Left: the goal test tasks, PPO from scratch against the adapted agents (points
     at the env steps of their support episodes). Right: CartPole-v1, our PPO against
     SB3's.
     """
@@ -95,7 +95,7 @@ def plot_learning_curves(results: dict):
                 capsize=3,
                 label=row["name"],
             )
-    left.set_title("held-out goal tasks", fontsize=10)
+    left.set_title("goal test tasks", fontsize=10)
     _curves(
         right,
         (results.get("our_ppo") or {}).get("runs", [])

@@ -30,9 +30,9 @@ __all__ = [
 ]
 
 #: What ``--protocol`` runs: ``card`` (the seed card's protocol on CartPole-v1),
-#: ``strong`` (card + held-out tasks, several seeds, PPO from scratch), ``peers``
+#: ``strong`` (card + test tasks, several seeds, PPO from scratch), ``peers``
 #: (Stable-Baselines3 PPO and DQN; the ``bench`` extra), ``speed`` (the ``bench`` speed
-#: ratios, small sizes) and ``family`` (SB3 on held-out goal tasks; ``bench`` extra).
+#: ratios, small sizes) and ``family`` (SB3 on goal test tasks; ``bench`` extra).
 PROTOCOLS = ("card", "strong", "peers", "speed", "family")
 #: JSON sections each protocol writes (``--merge`` keeps an earlier run's sections this
 #: run did not measure).
@@ -126,7 +126,7 @@ def results_markdown(results: dict) -> str:
     family = results.get("family")
     if family:
         lines += [
-            f"**SB3 on held-out tasks** ({family['what']})",
+            f"**SB3 on goal test tasks** ({family['what']})",
             "",
             "| agent | return [95% CI] |",
             "|---|---|",

@@ -204,7 +204,7 @@ def strong_protocol(
     }
     return {
         "what": (
-            f"{n_tasks} held-out '{family}' tasks, {seeds} evaluation seeds, "
+            f"{n_tasks} test '{family}' tasks, {seeds} evaluation seeds, "
             f"{episodes} sampled episodes "
             "per task; CI over tasks"
         ),

@@ -2,7 +2,7 @@
 CI, and the random policy.
 
 Both protocols (:mod:`~ssm_metarl.bench.card_protocol`,
-:mod:`~ssm_metarl.bench.strong_protocol`) and the SB3 peers on held-out tasks play
+:mod:`~ssm_metarl.bench.strong_protocol`) and the SB3 peers on test tasks play
 episodes with ``collect`` and report them through ``score_row``, so every row of the
 chapter's tables is computed the same way. Taught in chapter 6 (``06_benchmarks``).
 """

@@ -1,4 +1,4 @@
-"""Chapter 6's strong protocol: every agent on the 48 held-out tasks of the ``goal``
+"""Chapter 6's strong protocol: every agent on the 48 test tasks of the ``goal``
 family, over several evaluation seeds, with 95% CIs.
 
 ``strong_protocol`` scores the shipped models (multi-task, MAML, the RSI run) with and
@@ -36,7 +36,7 @@ __all__ = ["ppo_from_scratch", "strong_protocol"]
 
 def ppo_from_scratch(task: CartPoleTask, budget: int, seed: int) -> dict:
     """Our PPO trained from scratch on one task for `budget` env steps: the strong
-    protocol's PPO row (and the SB3 peers' companion on held-out tasks). Returns its
+    protocol's PPO row (and the SB3 peers' companion on test tasks). Returns its
     learning curve, seconds and the trained model. Chapter 6."""
     torch.manual_seed(seed)
     model = StateSpaceModel(32, 4, 4, 64)
@@ -63,7 +63,7 @@ def strong_protocol(
     ppo_budget: int = 10_000,
     progress: bool = False,
 ) -> dict:
-    """Every agent on `n_tasks` held-out tasks of `family`, `seeds` evaluation seeds,
+    """Every agent on `n_tasks` test tasks of `family`, `seeds` evaluation seeds,
     95% CIs (chapter 6).
 
     Scores are per-task mean returns of `episodes` sampled episodes, averaged over
@@ -219,8 +219,8 @@ def strong_protocol(
 
 
 def _in_context_rows(seeds: int, seed: int, n_tasks: int) -> list[dict]:
-    """Chapter 4's in-context policy on its own family's held-out tasks (another family:
-    its own rows)."""
+    """Chapter 4's in-context policy on its own family's test tasks, whose physics come
+    from the held-out ranges (another family: its own rows)."""
     try:
         model = StateSpaceModel.load(artifact_path("cartpole_flip_incontext.pth"))
     except (FileNotFoundError, ValueError):

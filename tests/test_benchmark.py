@@ -180,7 +180,7 @@ def test_the_shipped_speed_section_holds_every_figure_as_a_ratio_with_a_ci():
     assert sum(results["speed"]["seconds"].values()) < 150  # the budget for the section: ~2 minutes
     table = bench_report.results_markdown(results)
     assert "**Speed**" in table and "| time to solve CartPole-v1, SB3 PPO over our PPO" in table
-    assert "**SB3 on held-out tasks**" in table
+    assert "**SB3 on goal test tasks**" in table
     family = results["family"]
     assert family["budget"] == 10_000 and family["family"] == "goal"  # the strong protocol's PPO row budget
     assert {row["algorithm"] for row in family["rows"]} >= {"our_ppo", "sb3_ppo"}

@@ -256,10 +256,8 @@ def _train_sine(args: argparse.Namespace, out):
             ],
         },
         "evaluation": {
-            "split": (
-                f"{args.test_tasks} test sines (seed {sine.SINE_TEST_SEED}): unseen "
-                "draws from the training distribution"
-            ),
+            "split": f"{args.test_tasks} test sines (seed {sine.SINE_TEST_SEED}): "
+            "unseen draws from the training distribution",
             "protocol": (
                 "K=10 support points, k gradient steps of the inner lr, MSE on 100 "
                 "grid points"

@@ -70,10 +70,18 @@ def test_problem1_a_second_run_on_the_same_out_works_with_its_workers(procs):
 
 
 # -- 2. nobody watched the workers ---------------------------------------------------
+def shared_study(procs):
+    """The run's journal study, once the coordinator has created its file (on a loaded
+    machine that can take longer than starting the process)."""
+    journal = procs.root / "run" / "study.log"
+    wait_for(journal.exists, 60, "the coordinator's journal")
+    return study(f"journal:{journal}", "rsi")
+
+
 def test_problem2_the_only_worker_killed_the_coordinator_finishes_the_cycle(procs):
     coordinator = procs.coordinator("c", "run", "--workers", "1", "--cycles", "1",
                                     "--stale_seconds", "3", *SLOW(3))
-    shared = study(f"journal:{procs.root / 'run' / 'study.log'}", "rsi")
+    shared = shared_study(procs)
     trial = wait_for(lambda: next((t for t in shared.trials(states=(shared.TrialState.RUNNING,))
                                    if "heartbeat" in t.user_attrs), None), 60, "a running trial")
     pid = int(trial.user_attrs["worker"].rsplit(":", 1)[1])
@@ -91,7 +99,7 @@ def test_problem2_the_only_worker_killed_the_coordinator_finishes_the_cycle(proc
 def test_problem2_workers_stop_when_their_coordinator_is_killed(procs):
     coordinator = procs.coordinator("c", "run", "--workers", "2", "--cycles", "5",
                                     "--stale_seconds", "3", *SLOW(3))
-    shared = study(f"journal:{procs.root / 'run' / 'study.log'}", "rsi")
+    shared = shared_study(procs)
     pids = wait_for(lambda: len(worker_pids(shared)) == 2 and worker_pids(shared), 60, "two workers")
     os.kill(coordinator.pid, signal.SIGKILL)
     coordinator.wait(timeout=10)
@@ -102,7 +110,7 @@ def test_problem2_workers_stop_when_their_coordinator_is_killed(procs):
 def test_problem2_ctrl_c_on_a_worker_gives_its_trial_back_at_once(procs):
     coordinator = procs.coordinator("c", "run", "--workers", "2", "--cycles", "1",
                                     "--stale_seconds", "300", *SLOW(4))
-    shared = study(f"journal:{procs.root / 'run' / 'study.log'}", "rsi")
+    shared = shared_study(procs)
     trial = wait_for(lambda: next((t for t in shared.trials(states=(shared.TrialState.RUNNING,))
                                    if str(t.user_attrs.get("worker", "")).split(":")[-1]
                                    not in ("", str(coordinator.pid))), None), 60, "a worker's trial")
@@ -117,7 +125,7 @@ def test_problem2_ctrl_c_on_a_worker_gives_its_trial_back_at_once(procs):
 
 def test_problem2_sigterm_on_the_coordinator_ends_cleanly_and_its_workers_stop(procs):
     coordinator = procs.coordinator("c", "run", "--workers", "1", "--cycles", "3", *SLOW(3))
-    shared = study(f"journal:{procs.root / 'run' / 'study.log'}", "rsi")
+    shared = shared_study(procs)
     pids = wait_for(lambda: worker_pids(shared), 60, "the worker")
     wait_for(lambda: shared.trials(states=(shared.TrialState.RUNNING,)), 60, "a running trial")
     os.kill(coordinator.pid, signal.SIGTERM)

@@ -14,7 +14,8 @@ __all__ = ["GoalController"]
 
 
 class GoalController:
-    """a = [0.2 clip(x - g, ±clip) + 0.2 ẋ + θ + 0.3 θ̇ > 0], one goal g per episode.
+    """a = [0.2 clip(x - g, ±clip) + 0.2 ẋ + θ + 0.3 θ̇ > 0], one goal g per
+    episode.
 
     `goals=None` aims at the centre (goal-blind). The position error is clipped so that
     the cart moves towards a far goal without the pole falling. Defined in chapter 4.

@@ -123,6 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The parser of every command, with their flags and checks (appendix)."""
     from .adapt.cli import add_parsers as add_incontext  # chapter 4
     from .bench.cli import add_parsers as add_benchmark  # chapter 6
+    from .bench.peers_cli import add_parsers as add_peers  # chapter 6
     from .meta.cli import add_parsers as add_train  # chapter 3
     from .protocol.cli import add_parsers as add_replicate  # chapters 3-4
     from .rsi.cli import add_parsers as add_rsi  # chapter 5
@@ -148,6 +149,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_replicate(sub)
     add_rsi(sub, _add_config_flags)
     add_benchmark(sub)
+    add_peers(sub)
     for command in sub.choices.values():  # --epoch is not --epochs: no guessing
         command.allow_abbrev = False
     return parser

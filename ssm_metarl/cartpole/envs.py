@@ -25,6 +25,7 @@ __all__ = [
     "make_vector_env",
     "CartPoleTaskEnv",
     "CartPoleTaskVectorEnv",
+    "TaskDrawEnv",
     "ENV_ID",
     "compare_with_gymnasium",
     "GymnasiumComparison",
@@ -74,6 +75,27 @@ class CartPoleTaskEnv(CartPoleEnv):
         if self.task.goal is not None and reward != 0.0:
             reward = float(self.task.reward(self.state[0]))
         return obs, reward, terminated, truncated, info
+
+
+class TaskDrawEnv(CartPoleTaskEnv):
+    """A `CartPoleTaskEnv` that draws a new task from `tasks` at every reset, so the
+    task stays hidden: what a recurrent learner of a family plays (chapter 6's
+    recurrent PPO on flip+physics). Draws come from a generator seeded by the first
+    `reset(seed=...)`. Defined in chapter 6 (`06_benchmarks`)."""
+
+    def __init__(self, tasks: Sequence[CartPoleTask], render_mode: str | None = None):
+        self.tasks = list(tasks)
+        if not self.tasks:
+            raise ValueError("tasks is empty; pass the tasks to draw from")
+        super().__init__(self.tasks[0], render_mode=render_mode)
+        self.draws = np.random.default_rng(0)
+
+    def reset(self, *, seed: int | None = None, options=None):
+        if seed is not None:
+            self.draws = np.random.default_rng(seed)
+        self.task = self.tasks[int(self.draws.integers(len(self.tasks)))]
+        _set_physics(self, *(getattr(self.task, k) for k in _PHYSICS))
+        return super().reset(seed=seed, options=options)
 
 
 class CartPoleTaskVectorEnv(CartPoleVectorEnv):

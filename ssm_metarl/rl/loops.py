@@ -19,7 +19,7 @@ balancing, sampling by world and selection on validation in chapter 4.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -179,6 +179,7 @@ def train_ppo(
     seed: int = 0,
     progress: bool = False,
     validate: Validate | None = None,
+    observe: Callable[[nn.Module, int], None] | None = None,
 ) -> TrainResult:
     """Train `policy` on `tasks` with PPO-clip, GAE and a `ValueNet` critic.
 
@@ -186,8 +187,10 @@ def train_ppo(
     keeps exactly the model card's parameters. `validate(policy) -> (score, row)`, if
     given, runs every `validate_every` iterations in place of the greedy solve check
     (`ssm_metarl.rl.stopping.StopRule`); with `keep="best"` the run ends with the
-    best-scoring weights. Defined in chapter 2 (`02_cartpole_tasks`); the validation
-    and the options for in-context training in chapter 4.
+    best-scoring weights. `observe(policy, env_steps)`, if given, sees the weights
+    after every update (chapter 6's evaluation grid). Defined in chapter 2
+    (`02_cartpole_tasks`); the validation and the options for in-context training in
+    chapter 4.
     """
     cfg = config or PPOConfig()
     critic = _seeded_critic(seed)
@@ -243,6 +246,8 @@ def train_ppo(
             value_loss=float(critic_loss.detach()),
             grad_norm=guard.last_grad_norm,
         )
+        if observe is not None:
+            observe(policy, env_steps)
         # 4. Stop when solved (greedy, or the validation score) or out of budget.
         if stop.done(policy, it, env_steps, seconds, mean_return):
             break

@@ -1,11 +1,15 @@
 """Chapter 6's card protocol: every row of the seed card's tables re-measured under its
-own setting.
+own setting, and the card table that sets each row beside the strong protocol's row of
+the same setting.
 
 ``card_protocol`` replays the card's setting row by row (CartPole-v1, 20 greedy
-episodes, its three adaptation configs) on the shipped models, beside the values the
-card reported (``CARD_REPORTED``). Nothing is retrained. The strong protocol on test
-tasks is :mod:`ssm_metarl.bench.strong_protocol`. Taught in chapter 6
-(``06_benchmarks``).
+episodes, its three adaptation configs) on the shipped card model, beside the values
+the card reported (``CARD_REPORTED``). Nothing is retrained. ``card_verdict`` has one
+rule: *reproduced* iff the reported number lies inside our 95% CI (a reported range:
+iff the CI overlaps it). ``card_table`` puts every card row beside the strong
+protocol's row of the *same* setting (:mod:`ssm_metarl.bench.strong_protocol`), or
+says there is none; ``stable_rows`` says whether a live re-run agrees with the shipped
+numbers (*stable*, a different question). Taught in chapter 6 (``06_benchmarks``).
 """
 
 from __future__ import annotations
@@ -26,7 +30,17 @@ from ..models.ssm import StateSpaceModel
 from ..report.progress import progress_bar
 from .scoring import episode_returns, random_model, score_row
 
-__all__ = ["CARD_MODEL", "CARD_CONFIGS", "CARD_REPORTED", "card_protocol"]
+__all__ = [
+    "CARD_MODEL",
+    "CARD_CONFIGS",
+    "CARD_REPORTED",
+    "CARD_TABLE_COLUMNS",
+    "card_protocol",
+    "card_verdict",
+    "card_table",
+    "rsi_model_after",
+    "stable_rows",
+]
 
 #: The card's model: ``cartpole_hybrid_real_model`` is an alias of this shipped
 #: artifact.
@@ -50,9 +64,29 @@ CARD_REPORTED = {
 }
 
 
-def _rsi_model_after(card: dict, cycles: int) -> str | None:
+#: The columns of ``card_table``.
+CARD_TABLE_COLUMNS = (
+    "card row",
+    "reported",
+    "card protocol (mean ± std)",
+    "verdict",
+    "strong protocol, same setting (mean [95% CI], IQM)",
+)
+#: The card's task-specific peers: (row, key of CARD_REPORTED, key of the peers dict).
+CARD_PEERS = (
+    ("DQN (task-specific)", "dqn", "sb3_dqn"),
+    ("PPO (task-specific)", "ppo", "sb3_ppo"),
+)
+
+
+def _setting(method: str, kind: str = "none", steps: int = 0, lr=None) -> dict:
+    """A row's setting, in the strong protocol's form (its `Setting.to_dict`)."""
+    return {"method": method, "kind": kind, "steps": steps, "lr": lr}
+
+
+def rsi_model_after(card: dict, cycles: int) -> str | None:
     """The shipped RSI run's model after `cycles` cycles when no cycle up to then
-    accepted a change."""
+    accepted a change (its start model), else None (chapter 6)."""
     if any(h.get("accepted") is not None for h in card["history"][:cycles]):
         return None
     return card["initial_model"].removesuffix(".pth")
@@ -82,11 +116,13 @@ def card_protocol(
             "random policy",
             episode_returns(random_model(), task, episodes, seed, greedy=False),
             CARD_REPORTED["random"],
+            setting=_setting("random"),
         ),
         score_row(
             "this model, no adaptation",
             episode_returns(model, task, episodes, seed, True),
             CARD_REPORTED["base"],
+            setting=_setting("maml"),
         ),
     ]
     support = collect(model, [task], support_episodes, seed=seed + 1)
@@ -108,6 +144,7 @@ def card_protocol(
                 episode_returns(standard, task, episodes, seed, True),
                 CARD_REPORTED["standard"],
                 config=[steps, lr],
+                setting=_setting("maml", "standard", steps, lr),
             )
         )
         rows.append(
@@ -116,19 +153,21 @@ def card_protocol(
                 episode_returns(hybrid, task, episodes, seed, True),
                 CARD_REPORTED["hybrid"],
                 config=[steps, lr],
+                setting=_setting("maml", "hybrid", steps, lr),
             )
         )
     rsi = load_card("rsi_goal_maml")
     for cycles in (0, 1, 3):
-        start = _rsi_model_after(rsi, cycles)
+        start = rsi_model_after(rsi, cycles)
         if start is not None:
             m = StateSpaceModel.load(artifact_path(start + ".pth"))
             rows.append(
                 score_row(
-                    f"RSI, {cycles} cycles",
+                    f"RSI, {cycles} cycle{'s' * (cycles != 1)}",
                     episode_returns(m, task, episodes, seed, True),
                     CARD_REPORTED[f"rsi_{cycles}"],
                     note="no cycle accepted a change: the start model",
+                    setting={**_setting("rsi"), "cycles": cycles},
                 )
             )
     log = card["log"]
@@ -152,3 +191,99 @@ def card_protocol(
             "last_epoch_return": log["pre_return"][-1],
         },
     }
+
+
+def _ci(e: dict) -> str:
+    return f"{e['mean']:.1f} [{e['low']:.1f}, {e['high']:.1f}]"
+
+
+def card_verdict(reported, ci: dict) -> str:
+    """Chapter 6's one verdict rule: "reproduced" iff the card's reported number lies
+    inside our 95% CI `ci` (a reported range such as "20-30": iff the CI overlaps it),
+    else "refuted (measured X)"; "not comparable: ..." when the card gives no number.
+    """
+    text = str(reported or "").strip()
+    try:
+        if "±" in text:
+            low = high = float(text.split("±")[0])
+        else:
+            parts = text.replace("–", "-").split("-")
+            low, high = float(parts[0]), float(parts[-1])
+    except ValueError:
+        return f"not comparable: the card reports {text or 'no value'!r}, no number"
+    if ci["low"] <= high and low <= ci["high"]:
+        return "reproduced"
+    return f"refuted (measured {ci['mean']:.1f})"
+
+
+def _same_setting(setting: dict | None, strong: dict | None) -> str:
+    """The strong row of exactly `setting` (its own, or one it says it also is)."""
+    if not setting:
+        return "not comparable: the card row records no setting"
+    for row in (strong or {}).get("rows", []):
+        if setting == row.get("setting") or setting in row.get("also", []):
+            return f"{row['name']}: {_ci(row['ci'])}, IQM {_ci(row['iqm'])}"
+    return "no matching setting"
+
+
+def stable_rows(live: list[dict], shipped: list[dict]) -> list[dict]:
+    """Whether each live card-protocol row agrees with the shipped one: "stable" iff
+    the live mean lies inside the shipped 95% CI (chapter 6). This says the shipped
+    numbers are re-measurable here, nothing about the card: never "reproduced"."""
+    old = {row["name"]: row for row in shipped}
+    out = []
+    for row in live:
+        before = old.get(row["name"])
+        mean = row["ci"]["mean"]
+        if before is None:
+            word = "not comparable: no shipped row of this name"
+        elif before["ci"]["low"] - 1e-9 <= mean <= before["ci"]["high"] + 1e-9:
+            word = "stable"
+        else:
+            word = f"changed (live {mean:.1f}, shipped {_ci(before['ci'])})"
+        out.append({"name": row["name"], "live": mean, "stable": word})
+    return out
+
+
+def card_table(
+    card: dict, strong: dict | None, peers: dict | None = None, live=None
+) -> list[dict]:
+    """The card's table matched setting for setting (chapter 6): one row per card row
+    with ``CARD_TABLE_COLUMNS`` (and "live re-run" when `live` card rows are given).
+
+    `card`, `strong`: the benchmark's sections. A strong row is named only where its
+    setting is the card row's (``"no matching setting"`` otherwise). `peers`:
+    ``{"sb3_dqn": {"final": {"mean", "low", "high"}, "seeds", "budget"}, "sb3_ppo":
+    ...}`` or None (then its cells say "–").
+    """
+    stable = (
+        {r["name"]: r["stable"] for r in stable_rows(live, card["rows"])}
+        if live
+        else {}
+    )
+    rows = []
+    for row in card["rows"]:
+        std, ci = row["std"], row["ci"]
+        cells = (
+            row["name"],
+            row["reported"],
+            f"{std['mean']:.1f} ± {std['std']:.1f}, CI [{ci['low']:.1f}, "
+            f"{ci['high']:.1f}]",
+            card_verdict(row["reported"], ci),
+            _same_setting(row.get("setting"), strong),
+        )
+        rows.append(dict(zip(CARD_TABLE_COLUMNS, cells)))
+        if live:
+            rows[-1]["live re-run"] = stable.get(row["name"], "–")
+    for name, key, peer in CARD_PEERS:
+        final = ((peers or {}).get(peer) or {}).get("final")
+        measured, verdict = "–", "not comparable: no DQN/PPO run given"
+        if final:
+            p = peers[peer]
+            measured = f"{_ci(final)} (SB3, {p['seeds']} seeds, {p['budget']:,} steps)"
+            verdict = card_verdict(CARD_REPORTED[key], final)
+        cells = (name, CARD_REPORTED[key], measured, verdict, "no matching setting")
+        rows.append(dict(zip(CARD_TABLE_COLUMNS, cells)))
+        if live:
+            rows[-1]["live re-run"] = "–"
+    return rows

@@ -95,7 +95,13 @@ def run_protocols(args: argparse.Namespace, results: dict, say) -> None:
     to ``results`` (chapter 6)."""
     if "card" in args.protocol or "strong" in args.protocol:
         from .card_protocol import card_protocol
+        from .strong_rows import RUNS
 
+        if "strong" in args.protocol and args.seeds > RUNS:  # before any protocol runs
+            raise ValueError(
+                f"--seeds must be at most {RUNS} (the replicated models of each "
+                f"method), got {args.seeds}"
+            )
         t = time.perf_counter()
         results["card"] = card_protocol(seed=args.seed, progress=not args.quiet)
         results["seconds"]["card"] = round(time.perf_counter() - t, 1)
@@ -104,18 +110,9 @@ def run_protocols(args: argparse.Namespace, results: dict, say) -> None:
         from .strong_protocol import strong_protocol
 
         t = time.perf_counter()
-        results["strong"] = strong_protocol(
-            seeds=args.seeds, seed=args.seed, progress=not args.quiet
-        )
+        results["strong"] = strong_protocol(runs=args.seeds, progress=not args.quiet)
         results["seconds"]["strong"] = round(time.perf_counter() - t, 1)
         say(f"strong protocol: {results['seconds']['strong']} s")
-        from .time_to_solve import our_ppo_cartpole
-
-        t = time.perf_counter()
-        results["our_ppo"] = our_ppo_cartpole(
-            range(args.seed, args.seed + args.peer_seeds)
-        )
-        results["seconds"]["our_ppo"] = round(time.perf_counter() - t, 1)
     if "peers" in args.protocol:
         from .peers import run_peers
 
@@ -271,8 +268,11 @@ def add_parsers(sub) -> None:
     bench.add_argument(
         "--seeds",
         type=int,
-        default=3,
-        help="evaluation seeds of the strong protocol (default: 3)",
+        default=5,
+        help=(
+            "strong: training runs per method, the replicated models in "
+            "models/replication (default: 5, all of them)"
+        ),
     )
     bench.add_argument(
         "--peer_seeds",

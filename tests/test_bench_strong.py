@@ -230,6 +230,6 @@ def test_more_strong_runs_than_replicated_models_fail_before_any_work(monkeypatc
     from ssm_metarl.bench import cli
 
     monkeypatch.setattr(cp, "card_protocol", lambda **k: pytest.fail("ran the card"))
-    args = argparse.Namespace(protocol=["strong"], seeds=6, seed=0, quiet=True)
+    args = argparse.Namespace(protocol=["strong"], seeds=6, seed=0, quiet=True, threads=1)
     with pytest.raises(ValueError, match="--seeds must be at most 5"):
-        cli.run_protocols(args, {"seconds": {}}, lambda msg: None)
+        cli.check_benchmark(args)  # the flags are checked before any protocol runs

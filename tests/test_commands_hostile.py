@@ -67,9 +67,7 @@ def _row(name, values):
 FAKE_SECTIONS = {
     "card": {"card": {"what": "tiny", "rows": [_row("random policy", [20.0, 22.0])]}},
     "strong": {"strong": {"what": "tiny", "rows": [{**_row("MAML, 1 step", [1.0, 3.0]), "adapted": True,
-                                                    "env_steps": 2000}],
-                          "runs": [{"algorithm": "ppo_from_scratch", "curve_steps": [10, 20],
-                                    "curve_returns": [1, 2]}]}},
+                                                    "env_steps": 2000}]}},
 }
 
 
@@ -341,12 +339,8 @@ def argument_cases() -> list[Case]:
     bench = [("--protocol best", ["--protocol", "best"], "invalid choice: 'best'"),
              ("--protocol with no name", ["--protocol"], "expected at least one argument"),
              ("--seeds 0", ["--seeds", "0"], "--seeds must be a positive int"),
-             ("--peer_seeds -1", ["--peer_seeds", "-1"], "--peer_seeds must be a positive int"),
              ("--threads 0", ["--threads", "0"], "--threads must be a positive int"),
-             ("--ppo_timesteps 0", ["--ppo_timesteps", "0"], "--ppo_timesteps must be a positive int"),
-             ("--family_tasks 0", ["--family_tasks", "0"], "--family_tasks must be a positive int"),
-             ("--family_budget -5", ["--family_budget", "-5"], "--family_budget must be a positive int"),
-             ("--family_algos a2c", ["--family_algos", "a2c"], "invalid choice: 'a2c'"),
+             ("--seeds 6 (5 trained models)", ["--seeds", "6"], "--seeds must be at most 5"),
              ("--seed -1", ["--seed", "-1"], "--seed must be an int >= 0"),
              ("--seeds 2.5", ["--seeds", "2.5"], "invalid int value: '2.5'")]
     cases += [_usage(g, f"benchmark {n}", ["benchmark", *a, "--out", "{d}/out"], m, after=no_outputs)
@@ -359,16 +353,17 @@ def argument_cases() -> list[Case]:
                            ("benchmark", "{d}/out"))]
     cases.append(_usage(g, "bench ssm --seed 2**70", ["bench", "ssm", "--seed", huge], "--seed must be at most"))
     cases += [
-        _usage(g, "benchmark --family_tasks 49 (48 held out)", ["benchmark", "--protocol", "family", "--family_tasks",
-                                                                "49", "--out", "{d}/out"], "at most 48"),
-        _usage(g, "benchmark --family_algos ppo ppo", ["benchmark", "--family_algos", "ppo", "ppo", "--out",
-                                                       "{d}/out"], "--family_algos names ppo twice"),
+        _usage(g, "benchmark --peers_run missing", ["benchmark", "--protocol", "peers", "--peers_run",
+                                                    "{d}/gone.json", "--out", "{d}/out"], "gone.json: does not exist"),
+        _usage(g, "benchmark --peers_run not a peers run", ["benchmark", "--protocol", "peers", "--peers_run",
+                                                            "{d}/p.json", "--out", "{d}/out"], "is not a peers run",
+               setup=write("p.json", '{"runs": 3}')),
         _usage(g, "benchmark --protocol card card", ["benchmark", "--protocol", "card", "card", "--out", "{d}/out"],
                "--protocol names card twice"),
     ]
-    cases.append(_usage(g, "benchmark --protocol peers without SB3", ["benchmark", "--protocol", "peers", "--out",
-                                                                      "{d}/out"], "needs Stable-Baselines3",
-                        patch=lambda mp, d: mp.setitem(sys.modules, "stable_baselines3", None)))
+    cases.append(_usage(g, "benchmark --protocol strong without rliable", ["benchmark", "--protocol", "strong",
+                                                                           "--out", "{d}/out"], "needs rliable",
+                        patch=lambda mp, d: mp.setitem(sys.modules, "rliable", None)))
     return cases
 
 
@@ -440,7 +435,7 @@ def path_cases() -> list[Case]:
              after=lambda d: _assert((d / "realout" / "benchmark_results.json").is_file(), "not written")),
         Case(g, "benchmark --out a new nested folder", ["benchmark", "--quiet", "--out", "{d}/a/b/c"], "ok",
              patch=fast_benchmark,
-             after=lambda d: _assert((d / "a/b/c/plots/learning_curves.png").is_file(), "not written")),
+             after=lambda d: _assert((d / "a/b/c/plots/adaptation_comparison.png").is_file(), "not written")),
     ]
     return cases
 
@@ -485,13 +480,8 @@ def merge_cases() -> list[Case]:
         ("the README itself", "{d}/README.md", write("README.md", README_OK), "holds a README benchmark marker"),
         ("nested 100000 deep", "{d}/deep.json", write("deep.json", "[" * 100_000 + "]" * 100_000),
          "nested too deeply|holds a JSON array"),
-        ("our PPO's runs without their solve times", "{d}/op.json",
-         write("op.json", json.dumps({"our_ppo": {"summary": {"solved": 1, "seeds": 1, "median_solve_steps": 1,
-                                                              "median_solve_seconds": 1.0}, "runs": [{"solved": True}]}})),
-         "do not have the benchmark's shape"),
-        ("SB3 peers whose summary lacks its seeds", "{d}/pe.json",
-         write("pe.json", json.dumps({"peers": {"library": "SB3", "hyperparameters": "zoo", "runs": [],
-                                                "summary": {"sb3_ppo": {"solved": 1}}}})),
+        ("peers whose CartPole rows lack their seeds", "{d}/pe.json",
+         write("pe.json", json.dumps({"peers": {"card": {}, "cartpole": [{"label": "SB3 PPO", "solved": 1}]}})),
          "do not have the benchmark's shape"),
         ("a dangling symlink", "{d}/dl.json", symlink("dl.json", "{d}/gone.json"), "dangling symbolic link"),
         ("''", "", None, "--merge must name a file, got ''"),
@@ -511,7 +501,7 @@ def merge_cases() -> list[Case]:
         cases.append(Case(g, "--merge the shipped JSON, --readme rewritten once", [
             "benchmark", "--quiet", "--protocol", "card", "--out", "{d}/out", "--merge", str(SHIPPED),
             "--readme", "{d}/README.md"], "ok", setup=write("README.md", README_OK), patch=fast_benchmark,
-            after=lambda d: (_merged(d, {"card", "strong", "our_ppo", "peers", "speed", "family"}),
+            after=lambda d: (_merged(d, {"card", "strong", "peers", "speed"}),
                              readme_rewritten(d))))
     return cases
 
@@ -673,7 +663,7 @@ def failure_cases() -> list[Case]:
         Case(g, "a bug (RuntimeError) keeps its traceback", run, "bug", "RuntimeError",
              patch=raising("ssm_metarl.bench.cli", "run_protocols", RuntimeError("a bug"))),
         Case(g, "a figure failing after the work (a bug): the measured JSON is kept", run, "bug", "RuntimeError",
-             patch=both(fast_benchmark, raising("ssm_metarl.bench.plots", "plot_learning_curves",
+             patch=both(fast_benchmark, raising("ssm_metarl.bench.plots", "plot_adaptation",
                                                 RuntimeError("a plotting bug"))),
              after=lambda d: _assert("card" in json.loads((d / "out/benchmark_results.json").read_text()),
                                      "the run's results were lost")),

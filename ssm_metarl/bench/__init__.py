@@ -1,12 +1,15 @@
-"""Benchmarks: speed measured side by side, and the model card re-measured.
+"""Benchmarks: speed measured side by side, the model card re-measured, and its peers.
 
 ``speed`` is ``python -m ssm_metarl bench {ssm,rollout,rl,maml}``, collecting the speed
 benchmarks chapters 1-3 show (``speed_ssm``, ``speed_cartpole``, ``speed_maml``);
-``speed_section`` runs them small for chapter 6's table. ``card_protocol`` and
-``strong_protocol`` are the card's and the strong evaluation protocols, ``scoring``
-how both score an agent, ``rliable_stats`` the IQM and probability of improvement;
-``peers`` the Stable-Baselines3 peers on CartPole-v1, ``peers_tasks`` the same on
-test tasks, ``time_to_solve`` our PPO's time to solve against SB3's; ``plots`` the
-figures, ``results`` the results file and its tables, and ``cli`` the
-``python -m ssm_metarl benchmark`` command that writes them. Chapter 6.
+``speed_section`` runs them small for chapter 6's tables. ``card_protocol`` is the
+card's own protocol and its table matched setting for setting; ``strong_protocol`` and
+``strong_rows`` the same settings on goal test tasks over the replicated models;
+``scoring`` how both score an agent, ``rliable_stats`` the IQM and probability of
+improvement (rliable). The peers run: ``peers`` (RL Zoo's settings for SB3),
+``play`` (one scoring function for every agent), ``peer_runs`` (one training run),
+``peers_study`` and ``peers_cli`` (``python -m ssm_metarl peers``), ``peers_report``,
+``peers_markdown`` and ``peers_plots`` (its tables and figures). ``plots`` and
+``results`` make the benchmark's figure, tables and README section, and ``cli`` is
+``python -m ssm_metarl benchmark``. Chapter 6.
 """

@@ -1,7 +1,7 @@
 """Chapter 6's benchmark command:
 ``python -m ssm_metarl benchmark --protocol ... --out DIR``.
 
-Runs the chosen protocols and writes ``DIR/benchmark_results.json``, its two plots and
+Runs the chosen protocols and writes ``DIR/benchmark_results.json``, its figure and
 its table (:mod:`ssm_metarl.bench.results`), all from the run it just made; ``--merge``
 keeps the sections earlier runs measured, ``--ship`` writes a copy of the JSON and
 ``--readme`` rewrites the README's marked results section. Every flag is checked before
@@ -48,10 +48,6 @@ __all__ = [
 ]
 
 
-#: ``--protocol family`` draws its tasks from the first of these test tasks.
-HELD_OUT_TASKS = 48
-
-
 def cmd_benchmark(args: argparse.Namespace) -> int:
     """Run the chosen protocols and write their outputs (chapter 6)."""
     import torch
@@ -95,13 +91,7 @@ def run_protocols(args: argparse.Namespace, results: dict, say) -> None:
     to ``results`` (chapter 6)."""
     if "card" in args.protocol or "strong" in args.protocol:
         from .card_protocol import card_protocol
-        from .strong_rows import RUNS
 
-        if "strong" in args.protocol and args.seeds > RUNS:  # before any protocol runs
-            raise ValueError(
-                f"--seeds must be at most {RUNS} (the replicated models of each "
-                f"method), got {args.seeds}"
-            )
         t = time.perf_counter()
         results["card"] = card_protocol(seed=args.seed, progress=not args.quiet)
         results["seconds"]["card"] = round(time.perf_counter() - t, 1)
@@ -114,18 +104,15 @@ def run_protocols(args: argparse.Namespace, results: dict, say) -> None:
         results["seconds"]["strong"] = round(time.perf_counter() - t, 1)
         say(f"strong protocol: {results['seconds']['strong']} s")
     if "peers" in args.protocol:
-        from .peers import run_peers
+        from ..protocol.store import Results
+        from .peers_report import peers_summary
 
         t = time.perf_counter()
-        results["peers"] = run_peers(
-            seeds=range(args.seed, args.seed + args.peer_seeds),
-            timesteps={"ppo": args.ppo_timesteps},
-            progress=lambda r: say(
-                f"{r['algorithm']} seed {r['seed']}: "
-                f"solved at {r['solved_at_steps']} steps, "
-                f"final {r['final_mean']:.1f}"
-            ),
-        )
+        run = getattr(args, "peers_loaded", None)  # read by check_benchmark
+        if run is None:
+            run = load_results(args.peers_run)
+        maml = Results.load().matrix("goal_sharp", "maml", "held_out", k=1)
+        results["peers"] = peers_summary(run, maml)
         results["seconds"]["peers"] = round(time.perf_counter() - t, 1)
     if "speed" in args.protocol:
         from .speed_section import speed_section
@@ -133,18 +120,6 @@ def run_protocols(args: argparse.Namespace, results: dict, say) -> None:
         t = time.perf_counter()
         results["speed"] = speed_section(seed=args.seed, progress=say)
         results["seconds"]["speed"] = round(time.perf_counter() - t, 1)
-    if "family" in args.protocol:
-        from .peers_tasks import family_section
-
-        t = time.perf_counter()
-        results["family"] = family_section(
-            n_tasks=args.family_tasks,
-            budget=args.family_budget,
-            seed=args.seed,
-            algos=tuple(args.family_algos),
-            progress=say,
-        )
-        results["seconds"]["family"] = round(time.perf_counter() - t, 1)
 
 
 def merge_earlier(results: dict, earlier_runs: list[dict]) -> dict:
@@ -198,27 +173,37 @@ def check_benchmark(args: argparse.Namespace) -> None:
     from ..io.validation import check_int
     from .results import MARKER_PREFIX, check_readme_markers, check_results
 
-    for flag in ("threads", "seeds", "peer_seeds", "family_tasks", "family_budget"):
+    for flag in ("threads", "seeds"):
         check_int(f"--{flag}", getattr(args, flag))
-    check_int("--ppo_timesteps", args.ppo_timesteps)
     check_int("--seed", args.seed, minimum=0)
-    if args.family_tasks > HELD_OUT_TASKS:
+    from .strong_rows import RUNS
+
+    if args.seeds > RUNS:
         raise ValueError(
-            f"--family_tasks must be at most {HELD_OUT_TASKS} (the family's test "
-            f"tasks), got {args.family_tasks}"
+            f"--seeds must be at most {RUNS} (the replicated models of each method), "
+            f"got {args.seeds}"
         )
-    for flag in ("protocol", "family_algos"):
-        names = getattr(args, flag)
-        twice = sorted({name for name in names if names.count(name) > 1})
-        if twice:
-            raise ValueError(f"--{flag} names {', '.join(twice)} twice; name each once")
+    names = args.protocol
+    twice = sorted({name for name in names if names.count(name) > 1})
+    if twice:
+        raise ValueError(f"--protocol names {', '.join(twice)} twice; name each once")
     check_out_dir("--out", args.out, files=tuple(OUTPUTS.values()))
-    needs_sb3 = sorted({"peers", "family"} & set(args.protocol))
-    if needs_sb3 and importlib.util.find_spec("stable_baselines3") is None:
+    needs = sorted({"strong", "peers"} & set(args.protocol))
+    if needs and importlib.util.find_spec("rliable") is None:
         raise ValueError(
-            f"--protocol {' '.join(needs_sb3)} needs Stable-Baselines3: pip install "
+            f"--protocol {' '.join(needs)} needs rliable: pip install "
             "'ssm-metarl[bench]'"
         )
+    args.peers_loaded = None
+    if "peers" in args.protocol:
+        args.peers_loaded = read_user_json("--peers_run", args.peers_run)
+        if not isinstance(args.peers_loaded, dict) or not isinstance(
+            args.peers_loaded.get("runs"), list
+        ):
+            raise ValueError(
+                f"--peers_run {args.peers_run} is not a peers run (no list of "
+                "'runs'); pass the peers.json written by python -m ssm_metarl peers"
+            )
     args.merged = []
     for name in args.merge or ():
         text = read_user_text("--merge", name)
@@ -259,9 +244,9 @@ def add_parsers(sub) -> None:
         choices=PROTOCOLS,
         default=["card"],
         help=(
-            "card: the seed card's protocol; strong: card + test tasks, seeds and "
-            "CIs; peers: Stable-Baselines3 PPO/DQN (needs the bench extra); speed: "
-            "the bench speed ratios; family: SB3 on goal test tasks (bench extra)"
+            "card: the seed card's protocol; strong: card + the same settings on goal "
+            "test tasks, five trained models per method (bench extra); peers: the "
+            "peers run's tables (bench extra); speed: the bench speed ratios"
         ),
     )
     bench.add_argument("--out", required=True, help="output directory")
@@ -275,38 +260,12 @@ def add_parsers(sub) -> None:
         ),
     )
     bench.add_argument(
-        "--peer_seeds",
-        type=int,
-        default=5,
-        help="training seeds of each SB3 peer (default: 5)",
-    )
-    bench.add_argument(
-        "--ppo_timesteps",
-        type=int,
-        default=50_000,
-        help="SB3 PPO's budget (RL Zoo's is 100000; default: 50000)",
-    )
-    bench.add_argument(
-        "--family_tasks",
-        type=int,
-        default=8,
-        help="family: goal test tasks (default: 8)",
-    )
-    bench.add_argument(
-        "--family_budget",
-        type=int,
-        default=10_000,
+        "--peers_run",
+        default="models/peers/peers.json",
         help=(
-            "family: env steps per task and learner (default: 10000, the strong PPO "
-            "row's)"
+            "peers: the peers run to summarise, written by python -m ssm_metarl peers "
+            "(default: %(default)s)"
         ),
-    )
-    bench.add_argument(
-        "--family_algos",
-        nargs="+",
-        choices=("ppo", "dqn"),
-        default=["ppo", "dqn"],
-        help="family: which SB3 learners (default: ppo dqn)",
     )
     bench.add_argument("--seed", type=int, default=0)
     bench.add_argument(

@@ -19,7 +19,7 @@ import time
 import torch
 
 from ..cartpole.tasks import CartPoleTask
-from .peers import ZOO, sb3_model
+from .peers import ZOO, _lin, sb3_model
 from .play import OurAgent, SB3Agent, play
 
 __all__ = [
@@ -75,7 +75,8 @@ class _Grid:
 
     def score(self, agent) -> float:
         t = time.perf_counter()
-        value = float(play(agent, [None], SOLVE_EPISODES, EVAL_SEED).mean())
+        # the episodes side by side: one batched action per step for all of them
+        value = float(play(agent, [None] * SOLVE_EPISODES, 1, EVAL_SEED).mean())
         self.eval_seconds += time.perf_counter() - t
         return value
 
@@ -180,13 +181,13 @@ def cartpole_run(agent: str, seed: int, budget: int = 50_000) -> dict:
         else:
             raise ValueError(f"unknown agent {agent!r}: our_ppo, sb3_ppo or sb3_dqn")
         train_seconds = grid.train_seconds()
-        final = play(trained, [None], 100, EVAL_SEED + 1000 * SOLVE_EPISODES)
+        final = play(trained, [None] * 100, 1, EVAL_SEED + SOLVE_EPISODES)
     return {
         "agent": agent,
         "seed": seed,
         "budget": budget,
         "train_seconds": round(train_seconds, 2),
-        "final_returns": final[0].tolist(),
+        "final_returns": final[:, 0].tolist(),
         **grid.result(),
     }
 
@@ -217,10 +218,6 @@ def task_run(algo: str, task: CartPoleTask, budget: int, seed: int, eval_seed: i
     }
 
 
-def _lin(start: float):
-    return lambda progress_remaining: progress_remaining * start
-
-
 def _recurrent_ppo(seed: int, budget: int, tasks):
     from sb3_contrib import RecurrentPPO
     from stable_baselines3.common.env_util import make_vec_env
@@ -239,8 +236,8 @@ def _recurrent_ppo(seed: int, budget: int, tasks):
         env,
         seed=seed,
         device="cpu",
-        learning_rate=_lin(0.001),
-        clip_range=_lin(0.2),
+        learning_rate=_lin(z["learning_rate"]),
+        clip_range=_lin(z["clip_range"]),
         policy_kwargs=kwargs,
         **{k: z[k] for k in ("n_steps", "batch_size", "gae_lambda", "gamma")},
         n_epochs=z["n_epochs"],

@@ -187,8 +187,8 @@ def memory_rows(peers: dict) -> list[dict]:
 
 
 def _json(value):
-    if isinstance(value, Estimate):
-        return value.to_dict()
+    if isinstance(value, Estimate):  # JSON has no infinity: "never solved" is null
+        return {k: None if v == np.inf else v for k, v in value.to_dict().items()}
     if isinstance(value, np.ndarray):
         return np.round(value, 2).tolist()
     if isinstance(value, dict):

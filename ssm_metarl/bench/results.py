@@ -1,8 +1,8 @@
 """Chapter 6's benchmark results file and what is made from it: the markdown tables,
-the README's results section and the figures.
+the README's results section and the figure.
 
 ``benchmark_results.json`` holds one section per measured protocol (`SECTIONS`). From it
-come ``tables/benchmark_results.md``, the two plots and, between `README_START` and
+come ``tables/benchmark_results.md``, the plot and, between `README_START` and
 `README_END`, the README's results section. Every output is made in memory first and
 then written whole (:func:`~ssm_metarl.io.paths.write_file`), so a failing write never
 leaves a half-written file. :func:`check_results` tells whether a JSON file has this
@@ -21,6 +21,7 @@ __all__ = [
     "SECTIONS",
     "README_START",
     "README_END",
+    "peers_for_card",
     "results_markdown",
     "readme_with_results",
     "update_readme",
@@ -30,19 +31,13 @@ __all__ = [
 ]
 
 #: What ``--protocol`` runs: ``card`` (the seed card's protocol on CartPole-v1),
-#: ``strong`` (card + test tasks, several seeds, PPO from scratch), ``peers``
-#: (Stable-Baselines3 PPO and DQN; the ``bench`` extra), ``speed`` (the ``bench`` speed
-#: ratios, small sizes) and ``family`` (SB3 on goal test tasks; ``bench`` extra).
-PROTOCOLS = ("card", "strong", "peers", "speed", "family")
+#: ``strong`` (the card's settings and more on goal test tasks, five trained models per
+#: method), ``peers`` (the shipped peers run's tables, beside the results store) and
+#: ``speed`` (the ``bench`` speed ratios, small sizes).
+PROTOCOLS = ("card", "strong", "peers", "speed")
 #: JSON sections each protocol writes (``--merge`` keeps an earlier run's sections this
 #: run did not measure).
-SECTIONS = {
-    "card": ("card",),
-    "strong": ("strong", "our_ppo"),
-    "peers": ("peers",),
-    "speed": ("speed",),
-    "family": ("family",),
-}
+SECTIONS = {name: (name,) for name in PROTOCOLS}
 README_START = (
     "<!-- benchmark:start (rewritten by python -m ssm_metarl benchmark --readme; do "
     "not edit) -->"
@@ -55,7 +50,6 @@ MARKER_PREFIX = "<!-- benchmark:"
 OUTPUTS = {
     "json": "benchmark_results.json",
     "adaptation": "plots/adaptation_comparison.png",
-    "curves": "plots/learning_curves.png",
     "table": "tables/benchmark_results.md",
 }
 
@@ -70,97 +64,52 @@ def _fmt(e) -> str:
     return str(e)
 
 
+def peers_for_card(peers: dict | None) -> dict | None:
+    """The peers section's SB3 rows in the shape the card table reads (chapter 6)."""
+    if not peers:
+        return None
+    return {
+        r["agent"]: {"final": r["final"], "seeds": r["seeds"], "budget": r["budget"]}
+        for r in peers.get("cartpole", [])
+    }
+
+
 def results_markdown(results: dict) -> str:
-    """The results as one markdown table per section (chapter 6): card rows, strong
-    rows, peers."""
+    """The results as markdown tables (chapter 6): the card's table matched setting
+    for setting, the strong protocol's rows, the peers run, and the speed figures."""
+    from .card_protocol import CARD_TABLE_COLUMNS, card_table
+    from .peers_markdown import peers_lines, speed_lines
+
     lines = []
-    card = results.get("card")
+    card, strong = results.get("card"), results.get("strong")
     if card:
         lines += [
-            f"**Card protocol** ({card['what']})",
+            f"**The card's rows** (card protocol: {card['what']}; strong protocol: "
+            "the same setting on goal test tasks)",
             "",
-            "| row | card reported | measured (mean ± std) | 95% CI |",
-            "|---|---|---|---|",
+            "| " + " | ".join(CARD_TABLE_COLUMNS) + " |",
+            "|" + "---|" * len(CARD_TABLE_COLUMNS),
         ]
-        for row in card["rows"]:
-            lines.append(
-                f"| {row['name']} | {row['reported']} | {_fmt(row['std'])} | "
-                f"{_fmt(row['ci'])} |"
-            )
+        for row in card_table(card, strong, peers_for_card(results.get("peers"))):
+            lines.append("| " + " | ".join(row[c] for c in CARD_TABLE_COLUMNS) + " |")
         lines.append("")
-    strong = results.get("strong")
     if strong:
         lines += [
             f"**Strong protocol** ({strong['what']})",
             "",
-            "| agent | return [95% CI] | env steps used |",
+            "| row | mean [95% CI] | IQM [95% CI] |",
             "|---|---|---|",
         ]
         for row in strong["rows"]:
             lines.append(
-                f"| {row['name']} | {_fmt(row['ci'])} | {row.get('env_steps', '–')} |"
+                f"| {row['name']} | {_fmt(row['ci'])} | {_fmt(row.get('iqm'))} |"
             )
         lines.append("")
-    peers = results.get("peers")
-    if peers:
-        lines += [
-            "**CartPole-v1 to a greedy mean ≥ 475 over 100 episodes** "
-            f"({peers['library']}, {peers['hyperparameters']})",
-            "",
-            "| agent | solved | median env steps | median seconds | final return [95% "
-            "CI] |",
-            "|---|---|---|---|---|",
-        ]
-        summaries = dict(peers["summary"])
-        if results.get("our_ppo"):
-            summaries = {"our_ppo": results["our_ppo"]["summary"], **summaries}
-        for name, s in summaries.items():
-            steps, seconds = s["median_solve_steps"], s["median_solve_seconds"]
-            steps = "–" if steps is None else f"{steps:,.0f}"
-            seconds = "–" if seconds is None else f"{seconds:.1f}"
-            lines.append(
-                f"| {name} | {s['solved']}/{s['seeds']} | {steps} | {seconds} | "
-                f"{_fmt(s.get('final_return'))} |"
-            )
-        lines.append("")
-    family = results.get("family")
-    if family:
-        lines += [
-            f"**SB3 on goal test tasks** ({family['what']})",
-            "",
-            "| agent | return [95% CI] |",
-            "|---|---|",
-        ]
-        lines += [
-            f"| {row['name']} | {_fmt(row['ci'])} |" for row in family["rows"]
-        ] + [""]
-    speed = _speed_rows(results)
-    if speed:
-        lines += [
-            "**Speed** (how many times faster, measured side by side in one run; 95% "
-            "CI)",
-            "",
-            "| figure | ratio [95% CI] |",
-            "|---|---|",
-        ]
-        lines += [f"| {row['name']} | {_ratio(row['ratio'])} |" for row in speed] + [""]
+    if results.get("peers"):
+        lines += peers_lines(results["peers"])
+    if results.get("speed"):
+        lines += speed_lines(results["speed"])
     return "\n".join(lines).rstrip() + "\n"
-
-
-def _ratio(r: dict) -> str:
-    if "low" in r:
-        return f"{r['mean']:.1f}× [{r['low']:.1f}, {r['high']:.1f}]"
-    return f"{r['mean']:.1f}× (no CI)"
-
-
-def _speed_rows(results: dict) -> list[dict]:
-    """The speed section's rows, then our PPO vs SB3's in time to solve (from the
-    peers sections)."""
-    from .time_to_solve import ppo_time_to_solve
-
-    rows = list((results.get("speed") or {}).get("rows", []))
-    ppo = ppo_time_to_solve(results)
-    return rows + [ppo] if ppo and rows else rows
 
 
 def check_readme_markers(text: str, where: str) -> None:
@@ -231,21 +180,20 @@ def _png(fig) -> bytes:
 
 
 def write_outputs(results: dict, out: str | Path) -> dict[str, Path]:
-    """Write the JSON, the two plots and the markdown table under `out`; return their
+    """Write the JSON, the plot and the markdown table under `out`; return their
     paths (chapter 6).
 
     The JSON goes first, so what a run measured is kept even if a figure or the table
     then fails; each file is made in memory and written whole.
     """
     from ..io.paths import write_file
-    from .plots import plot_adaptation, plot_learning_curves
+    from .plots import plot_adaptation
 
     out = Path(out)
     make = {
         "json": lambda: json.dumps(results, indent=1) + "\n",
         "table": lambda: results_markdown(results),
         "adaptation": lambda: _png(plot_adaptation(results)),
-        "curves": lambda: _png(plot_learning_curves(results)),
     }
     paths = {key: out / name for key, name in OUTPUTS.items()}
     for key, data in make.items():
@@ -264,36 +212,13 @@ _JSON_KINDS = {dict: "object", list: "array", str: "string", int: "number"}
 _JSON_KINDS.update({float: "number", bool: "boolean", type(None): "null"})
 
 
-#: The smallest sections that exercise every table and figure that reads two sections
-#: together (our PPO beside SB3's peers, and their time-to-solve speed row).
-_SOLVED = {"solved": True, "solved_at_seconds": 1.0, "solved_at_steps": 1}
-_STUBS = {
-    "our_ppo": {
-        "summary": {
-            "solved": 1,
-            "seeds": 1,
-            "median_solve_steps": 1,
-            "median_solve_seconds": 1.0,
-        },
-        "runs": [_SOLVED],
-    },
-    "peers": {
-        "library": "",
-        "hyperparameters": "",
-        "summary": {},
-        "runs": [{**_SOLVED, "algorithm": "sb3_ppo"}],
-    },
-    "speed": {"rows": [{"name": "", "ratio": {"mean": 1.0}}]},
-}
-
-
 def check_results(results, where: str) -> None:
     """Raise a ValueError naming ``where`` unless ``results`` has the shape of a
     benchmark JSON: an object with at least one section, whose tables and figures can be
     made (chapter 6)."""
     import matplotlib.pyplot as plt
 
-    from .plots import plot_adaptation, plot_learning_curves
+    from .plots import plot_adaptation
 
     fix = "pass a benchmark_results.json written by python -m ssm_metarl benchmark"
     names = [s for protocol in PROTOCOLS for s in SECTIONS[protocol]]
@@ -313,13 +238,10 @@ def check_results(results, where: str) -> None:
         raise ValueError(f"{where}: its 'merged' runs are not JSON objects; {fix}")
     if not all(isinstance(p, str) for p in results.get("protocols") or ()):
         raise ValueError(f"{where}: its 'protocols' are not names; {fix}")
-    # what the run makes from it after its work, beside the sections a run can add
-    # (the tables and figures read our_ppo and peers together): make it now
-    beside = {**{k: v for k, v in _STUBS.items() if k not in results}, **results}
+    # what the run makes from it after its work: make it now
     try:
-        results_markdown(beside)
-        for plot in (plot_adaptation, plot_learning_curves):
-            plt.close(plot(beside))
+        results_markdown(results)
+        plt.close(plot_adaptation(results))
     except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
         raise ValueError(
             f"{where}: its sections do not have the benchmark's shape "

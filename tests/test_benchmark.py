@@ -102,7 +102,7 @@ def test_write_outputs_writes_the_json_the_plots_and_the_table(tmp_path):
     assert json.loads(paths["json"].read_text()) == results
     assert paths["adaptation"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     table = paths["table"].read_text()
-    assert "| random policy | 9.4 ± 0.7 | 21.0 ± 1.4, CI [20.0, 22.0] | refuted (measured 21.0) |" in table
+    assert "| random policy | refuted (measured 21.0) | 9.4 ± 0.7 | 21.0 ± 1.4, CI [20.0, 22.0] |" in table
     assert "| MAML, standard 1 step | 2.0 [1.0, 3.0] | 2.0 [1.0, 3.0] |" in table
 
 

@@ -155,7 +155,7 @@ def test_cartpole_rows_and_ratio_of_medians():
 
 
 def test_held_out_rows_are_paired_with_maml_on_the_same_tasks():
-    runs = [{"kind": "held_out", "agent": "ppo", "seed": t, "task": t, "budget": 100,
+    runs = [{"kind": "held_out", "agent": "sb3_ppo", "seed": t, "task": t, "budget": 100,
              "return": float(t), "train_seconds": 1.0} for t in range(4)]
     maml = np.array([1.0, 2.0, 3.0, 4.0, 99.0])  # task 4 has no SB3 run: left out
     (row,) = peers_report.held_out_rows({"runs": runs}, maml)

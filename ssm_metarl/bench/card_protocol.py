@@ -65,13 +65,15 @@ CARD_REPORTED = {
 
 
 #: The columns of ``card_table``.
-CARD_TABLE_COLUMNS = (
+CARD_TABLE_COLUMNS = (  # the verdict second, so a narrow screen shows it unscrolled
     "card row",
+    "verdict",
     "reported",
     "card protocol (mean ± std)",
-    "verdict",
     "strong protocol, same setting (mean [95% CI], IQM)",
 )
+#: The order in which `card_table` builds a row's cells.
+_CELLS = ("card row", "reported", "card protocol (mean ± std)", "verdict")
 #: The card's task-specific peers: (row, key of CARD_REPORTED, key of the peers dict).
 CARD_PEERS = (
     ("DQN (task-specific)", "dqn", "sb3_dqn"),
@@ -245,6 +247,13 @@ def stable_rows(live: list[dict], shipped: list[dict]) -> list[dict]:
     return out
 
 
+def _table_row(cells: tuple) -> dict:
+    """A row keyed in `CARD_TABLE_COLUMNS` order from cells in `_CELLS` order, then
+    the strong column."""
+    named = dict(zip(_CELLS + CARD_TABLE_COLUMNS[-1:], cells))
+    return {column: named[column] for column in CARD_TABLE_COLUMNS}
+
+
 def card_table(
     card: dict, strong: dict | None, peers: dict | None = None, live=None
 ) -> list[dict]:
@@ -272,7 +281,7 @@ def card_table(
             card_verdict(row["reported"], ci),
             _same_setting(row.get("setting"), strong),
         )
-        rows.append(dict(zip(CARD_TABLE_COLUMNS, cells)))
+        rows.append(_table_row(cells))
         if live:
             rows[-1]["live re-run"] = stable.get(row["name"], "–")
     for name, key, peer in CARD_PEERS:
@@ -283,7 +292,7 @@ def card_table(
             measured = f"{_ci(final)} (SB3, {p['seeds']} seeds, {p['budget']:,} steps)"
             verdict = card_verdict(CARD_REPORTED[key], final)
         cells = (name, CARD_REPORTED[key], measured, verdict, "no matching setting")
-        rows.append(dict(zip(CARD_TABLE_COLUMNS, cells)))
+        rows.append(_table_row(cells))
         if live:
             rows[-1]["live re-run"] = "–"
     return rows

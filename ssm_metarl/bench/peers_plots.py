@@ -54,7 +54,7 @@ def plot_held_out(rows: list[dict], maml, support_steps: float):
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(8, 3.6))
-    for algo, marker in (("ppo", "o"), ("dqn", "s")):
+    for algo, marker in (("sb3_ppo", "o"), ("sb3_dqn", "s")):
         mine = [r for r in rows if r["agent"] == algo]
         if mine:
             errorbar_ci(

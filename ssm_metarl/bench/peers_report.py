@@ -33,8 +33,6 @@ LABELS = {
     "our_ppo": "our PPO (card's SSM)",
     "sb3_ppo": "SB3 PPO (RL Zoo)",
     "sb3_dqn": "SB3 DQN (RL Zoo)",
-    "ppo": "SB3 PPO (RL Zoo)",
-    "dqn": "SB3 DQN (RL Zoo)",
     "sb3_recurrent_ppo": "SB3 recurrent PPO (RL Zoo)",
     "in_context_best": "in-context recipe, best validated",
     "in_context_last": "in-context recipe, last weights",
@@ -137,7 +135,7 @@ def held_out_rows(peers: dict, maml_returns) -> list[dict]:
     maml = np.asarray(maml_returns, dtype=np.float64)
     rows = []
     budgets = sorted({r["budget"] for r in runs_of(peers, "held_out")})
-    for algo in ("ppo", "dqn"):
+    for algo in ("sb3_ppo", "sb3_dqn"):
         for budget in budgets:
             runs = [
                 r for r in runs_of(peers, "held_out", algo) if r["budget"] == budget
@@ -193,6 +191,10 @@ def _json(value):
         return np.round(value, 2).tolist()
     if isinstance(value, dict):
         return {k: _json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
     return value
 
 

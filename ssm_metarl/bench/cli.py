@@ -188,7 +188,7 @@ def check_benchmark(args: argparse.Namespace) -> None:
     if twice:
         raise ValueError(f"--protocol names {', '.join(twice)} twice; name each once")
     check_out_dir("--out", args.out, files=tuple(OUTPUTS.values()))
-    needs = sorted({"strong", "peers"} & set(args.protocol))
+    needs = sorted({"strong"} & set(args.protocol))
     if needs and importlib.util.find_spec("rliable") is None:
         raise ValueError(
             f"--protocol {' '.join(needs)} needs rliable: pip install "
@@ -246,7 +246,7 @@ def add_parsers(sub) -> None:
         help=(
             "card: the seed card's protocol; strong: card + the same settings on goal "
             "test tasks, five trained models per method (bench extra); peers: the "
-            "peers run's tables (bench extra); speed: the bench speed ratios"
+            "peers run's tables; speed: the bench speed ratios"
         ),
     )
     bench.add_argument("--out", required=True, help="output directory")

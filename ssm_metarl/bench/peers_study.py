@@ -159,7 +159,9 @@ def run_peers_study(root, workers: int = 2, command: str = "") -> dict:
 
     start = time.perf_counter()
     root = str(root)
-    runs = in_processes([(run_call, root, *call) for call in plan()], workers)
+    calls = plan()
+    done = [c[0] for c in calls if (Path(root) / "runs" / f"{c[0]}.json").exists()]
+    runs = in_processes([(run_call, root, *call) for call in calls], workers)
     shipped = _shipped_in_context(root)
     card = {
         "command": command,
@@ -169,8 +171,10 @@ def run_peers_study(root, workers: int = 2, command: str = "") -> dict:
         "python": platform.python_version(),
         "libraries": _versions(),
         "wall_seconds": round(time.perf_counter() - start, 1),
-        # a resumed run's wall time counts only its last part: the runs' own sum
+        # a resumed run's wall time counts only its last part: the runs' own sum, and
+        # how many runs an earlier invocation had already written
         "run_seconds": round(sum(r["wall_seconds"] for r in runs), 1),
+        "runs_read_back": len(done),
     }
     result = {"card": card, "runs": runs, "in_context_shipped": shipped}
     save_json(Path(root) / "peers.json", result)

@@ -179,3 +179,20 @@ def test_peers_command_checks_its_flags_before_training(tmp_path):
     with pytest.raises(ValueError, match="--workers"):
         check_peers(argparse.Namespace(workers=0, root=str(tmp_path)))
     check_peers(argparse.Namespace(workers=2, root=str(tmp_path / "new")))
+
+
+def test_sb3_peers_train_on_the_grid_on_a_task_and_on_hidden_worlds():
+    pytest.importorskip("sb3_contrib")
+    from ssm_metarl.cartpole.task_sets import task_sets
+
+    run = peer_runs.cartpole_run("sb3_dqn", seed=0, budget=peer_runs.GRID)
+    assert run["grid_steps"] == [0, peer_runs.GRID] and run["train_seconds"] > 0
+    task = task_sets("goal_sharp")["held_out"].tasks[0]
+    held = peer_runs.task_run("ppo", task, budget=256, seed=0, eval_seed=1)
+    assert held["agent"] == "sb3_ppo" and held["return"] >= 0
+    tests = task_sets("flip+physics")["test"].tasks[:2]
+    memory = peer_runs.memory_run("sb3_recurrent_ppo", 0, 256, tests, eval_seed=1)
+    assert memory["env_steps"] >= 256 and len(memory["returns"]) == 2
+    assert memory["parameters"] > 6744  # the Zoo's LSTM is larger than the card's SSM
+    with pytest.raises(ValueError, match="unknown memory agent"):
+        peer_runs.memory_run("gru", 0, 256, tests, eval_seed=1)

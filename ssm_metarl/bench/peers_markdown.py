@@ -50,8 +50,15 @@ def peers_lines(peers: dict) -> list[str]:
             f"| {r['label']} | {r['solved']}/{r['seeds']} | {solve_text(r['steps'])} "
             f"| {solve_text(r['seconds'], '.1f')} | {_ci(r['final'])} |"
         )
-    for name, e in (peers.get("ratios") or {}).items():
-        lines.append(f"| ratio {name} (medians) | | {_ci(e, 2)} | | |")
+    labels = {r["agent"]: r["label"] for r in peers.get("cartpole", [])}
+    ratios: dict[tuple, dict] = {}
+    for r in peers.get("ratios") or []:
+        ratios.setdefault((r["agent"], r["over"]), {})[r["of"]] = _ci(r["ratio"], 2)
+    for (agent, over), of in ratios.items():
+        lines.append(
+            f"| {labels[agent]} over {labels[over]} (ratio of medians) | | "
+            f"{of.get('steps', '–')}× | {of.get('seconds', '–')}× | |"
+        )
     lines += [
         "",
         "**SB3 from scratch on held-out goal_sharp tasks** (one seed per task; MAML: "

@@ -209,13 +209,16 @@ def peers_summary(peers: dict, maml_held_out) -> dict:
         {
             "card": peers["card"],
             "cartpole": cartpole_rows(peers),
-            "ratios": {
-                f"{a}/our_ppo {key}": solve_ratio(
-                    peers, a, "our_ppo", f"solved_at_{key}"
-                )
+            "ratios": [
+                {
+                    "agent": a,
+                    "over": "our_ppo",
+                    "of": key,
+                    "ratio": solve_ratio(peers, a, "our_ppo", f"solved_at_{key}"),
+                }
                 for a in ("sb3_ppo", "sb3_dqn")
                 for key in ("steps", "seconds")
-            },
+            ],
             "held_out": held,
             "maml_held_out": two_level_ci(maml[:, tasks]) if tasks else None,
             "memory": [

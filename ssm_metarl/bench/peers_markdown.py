@@ -105,9 +105,10 @@ def speed_lines(speed: dict) -> list[str]:
     Chapter 6."""
     rows = speed.get("rows", [])
     lines = []
+    floor = "how many times its floor (1× = the floor)"
     for title, mine in (
         ("how many times faster", [r for r in rows if not is_floor(r)]),
-        ("how many times its floor (1× = the floor)", [r for r in rows if is_floor(r)]),
+        (floor, [r for r in rows if is_floor(r)]),
     ):
         if mine:
             lines += [

@@ -127,6 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
     from .meta.cli import add_parsers as add_train  # chapter 3
     from .protocol.cli import add_parsers as add_replicate  # chapters 3-4
     from .rsi.cli import add_parsers as add_rsi  # chapter 5
+    from .rsi.measure_cli import add_parsers as add_rsi_measures  # chapter 5
 
     parser = argparse.ArgumentParser(
         prog="python -m ssm_metarl",
@@ -148,6 +149,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_incontext(sub, _add_config_flags)
     add_replicate(sub)
     add_rsi(sub, _add_config_flags)
+    add_rsi_measures(sub)
     add_benchmark(sub)
     add_peers(sub)
     for command in sub.choices.values():  # --epoch is not --epochs: no guessing

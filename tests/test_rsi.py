@@ -24,7 +24,7 @@ from ssm_metarl.rsi.study import SharedStudy  # noqa: E402
 from ssm_metarl.rsi.verify import encode_model  # noqa: E402
 from ssm_metarl.rsi.worker import run_trial  # noqa: E402
 
-TINY = dict(candidates=3, train_epochs=0, validation_tasks=4, test_tasks=4, episodes=2, eval_episodes=2)
+TINY = dict(candidates=3, train_epochs=0, validation_tasks=8, test_tasks=4, episodes=2, eval_episodes=2)
 
 
 def tiny_model(seed=0):
@@ -268,7 +268,7 @@ def test_a_killed_worker_leaves_its_trial_failed_and_the_study_usable(tmp_path):
 # -- the CLI ---------------------------------------------------------------------------------------
 def test_cli_rsi_runs_resumes_and_ships(tmp_path, capsys):
     base = ["rsi", "--out", str(tmp_path / "run"), "--model", str(artifact_path("cartpole_goal_maml.pth")),
-            "--candidates", "1", "--train_epochs", "1", "--tasks_per_epoch", "2", "--validation_tasks", "4",
+            "--candidates", "1", "--train_epochs", "1", "--tasks_per_epoch", "2", "--validation_tasks", "8",
             "--test_tasks", "4", "--episodes", "2", "--eval_episodes", "2", "--quiet"]
     assert main([*base, "--cycles", "1"]) == 0
     assert main([*base, "--cycles", "2", "--ship", str(tmp_path / "m")]) == 0

@@ -36,7 +36,7 @@ from ssm_metarl.rsi.study import SharedStudy  # noqa: E402
 from ssm_metarl.rsi.verify import encode_model  # noqa: E402
 from ssm_metarl.rsi.worker import run_worker  # noqa: E402
 
-TINY = dict(candidates=2, train_epochs=0, validation_tasks=4, test_tasks=4, episodes=2, eval_episodes=2)
+TINY = dict(candidates=2, train_epochs=0, validation_tasks=8, test_tasks=4, episodes=2, eval_episodes=2)
 
 
 def worker_pids(shared, exclude=()):
@@ -187,7 +187,7 @@ def test_problem3_two_coordinators_on_one_out_or_one_study_are_refused(procs, ca
     first = procs.coordinator("first", procs.root / "a", "--storage", storage, "--cycles", "5", *SLOW(3))
     shared = wait_for(lambda: (procs.root / "shared.log").exists() and study(storage, "rsi"), 60, "the study")
     wait_for(lambda: shared.attrs().get("coordinator"), 60, "the first coordinator's session")
-    base = ["rsi", "--candidates", "1", "--train_epochs", "0", "--validation_tasks", "4", "--quiet"]
+    base = ["rsi", "--candidates", "1", "--train_epochs", "0", "--validation_tasks", "8", "--quiet"]
     with pytest.raises(SystemExit) as same_out:
         main([*base, "--out", str(procs.root / "a"), "--storage", storage])
     assert same_out.value.code == 2 and "in use by another rsi process" in capsys.readouterr().err

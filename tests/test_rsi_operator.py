@@ -37,7 +37,7 @@ from ssm_metarl.rsi.study import SharedStudy  # noqa: E402
 from ssm_metarl.rsi.verify import decode_model, encode_model  # noqa: E402
 from ssm_metarl.rsi.worker import run_trial  # noqa: E402
 
-TINY = ["--candidates", "1", "--train_epochs", "0", "--validation_tasks", "4", "--test_tasks", "4",
+TINY = ["--candidates", "1", "--train_epochs", "0", "--validation_tasks", "8", "--test_tasks", "4",
         "--episodes", "2", "--eval_episodes", "2", "--quiet"]
 SHIPPED = artifact_path("cartpole_goal_maml.pth")
 GROUPS = ["arguments", "--model", "--out/--ship", "journal", "resume", "workers", "disk full", "hostile worker"]
@@ -275,7 +275,7 @@ def test_paths_that_are_fine(tmp_path):
     checked(["rsi", "--out", tmp_path / "link", "--ship", tmp_path / "new" / "dir" / "m"])
 
 
-RESUME_FLAGS = [("--family", "goal_sharp"), ("--seed", "1"), ("--validation_tasks", "8"), ("--rule", "naive"),
+RESUME_FLAGS = [("--family", "goal_sharp"), ("--seed", "1"), ("--validation_tasks", "12"), ("--rule", "naive"),
                 ("--candidates", "2"), ("--train_epochs", "2"), ("--margin", "1.5"), ("--confidence", "0.9"),
                 ("--episodes", "3"), ("--test_tasks", "8"), ("--max_train_seconds", "12.5"), ("--inner_lr", "0.5"),
                 ("--study", "other")]
@@ -306,7 +306,7 @@ def test_resumes_that_work(run_copy, capsys):
     code, _, out = cli(["rsi", "--out", run_copy, "--cycles", "2", "--stale_seconds", "5", "--quiet"], capsys)
     saved = json.loads((run_copy / "history.json").read_text())
     assert code == 0 and [r["cycle"] for r in saved["history"]] == [0, 1]
-    assert saved["config"]["validation_tasks"] == 4  # the run's, not the default 16
+    assert saved["config"]["validation_tasks"] == 8  # the run's, not the default 32
 
 
 @case("resume", "agent.pt truncated", "error")
@@ -441,7 +441,7 @@ def test_a_worker_alone(tmp_path, capsys):
 
 def _round(shared, **config):
     shared.session = Session(shared, "test", stale=30).open(settle=0)
-    cfg = RSIConfig(candidates=1, train_epochs=0, validation_tasks=4, test_tasks=4, episodes=2, eval_episodes=2,
+    cfg = RSIConfig(candidates=1, train_epochs=0, validation_tasks=8, test_tasks=4, episodes=2, eval_episodes=2,
                     **config)
     torch.manual_seed(0)
     info = {"id": "r0", "cycle": 0, "seed": 1, "inner_lr": 0.1, "model": encode_model(StateSpaceModel(8, 4, 4, 16)),
@@ -511,7 +511,7 @@ def hostile(kind, info, model):
     return returns, encoded, (1e9 if kind == "lr" else info["inner_lr"])
 
 
-KINDS = [("nan", "non-finite weights"), ("zeros", "the coordinator measured"), ("count", "reported 3 returns"),
+KINDS = [("nan", "non-finite weights"), ("zeros", "the coordinator measured"), ("count", "reported 7 returns"),
          ("garbage", "weights unreadable"), ("shape", "wrong-shaped model"), ("lr", "outside the search space")]
 for _kind, _ in KINDS:
     CASES.append(("hostile worker", f"reports 500 with {_kind}", "refused"))
@@ -541,7 +541,7 @@ def test_hostile_reports_are_refused_with_their_reason(kinds, tmp_path):
     torch.manual_seed(0)
     model = StateSpaceModel(8, 4, 4, 16)
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    config = RSIConfig(candidates=3, train_epochs=0, validation_tasks=4, test_tasks=4, episodes=2, eval_episodes=2)
+    config = RSIConfig(candidates=3, train_epochs=0, validation_tasks=8, test_tasks=4, episodes=2, eval_episodes=2)
     agent = RecursiveSelfImprovementAgent(model, "goal", config=config, run_dir=tmp_path / "run", inline=False)
     stop = threading.Event()
     agent.study()  # the study exists before the hostile worker looks for it

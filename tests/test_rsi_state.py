@@ -23,7 +23,7 @@ from ssm_metarl.rsi.agent import RecursiveSelfImprovementAgent, RSIConfig  # noq
 from ssm_metarl.rsi.search import Candidate  # noqa: E402
 from ssm_metarl.rsi.state import RunStateError, load_state  # noqa: E402
 
-TINY = dict(candidates=1, train_epochs=0, validation_tasks=4, test_tasks=4, episodes=2, eval_episodes=2)
+TINY = dict(candidates=1, train_epochs=0, validation_tasks=8, test_tasks=4, episodes=2, eval_episodes=2)
 
 
 def tiny_model(seed=0):
@@ -128,7 +128,7 @@ def test_a_really_full_disk_ends_the_command_in_one_line(tmp_path, capsys):
         pytest.skip("cannot mount a tiny tmpfs here (needs root)")
     try:
         code = main(["rsi", "--out", str(mount / "run"), "--cycles", "20", "--quiet", "--candidates", "1",
-                     "--train_epochs", "0", "--validation_tasks", "4", "--test_tasks", "4",
+                     "--train_epochs", "0", "--validation_tasks", "8", "--test_tasks", "4",
                      "--episodes", "2", "--eval_episodes", "2"])
         err = capsys.readouterr().err.strip().splitlines()
         assert code == 1 and len(err) == 1 and "no space left on device" in err[0], err

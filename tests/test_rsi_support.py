@@ -29,7 +29,7 @@ REPO = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
 #: Tiny settings: a cycle of 3 candidates takes seconds.
 TINY = ["--candidates", "3", "--train_epochs", "1", "--tasks_per_epoch", "2", "--episodes", "2",
-        "--eval_episodes", "2", "--validation_tasks", "4", "--test_tasks", "4", "--threads", "1"]
+        "--eval_episodes", "2", "--validation_tasks", "8", "--test_tasks", "4", "--threads", "1"]
 #: Candidates that train for about `seconds` each (long enough to be killed mid-trial).
 def SLOW(seconds):
     return ["--train_epochs", "1000", "--max_train_seconds", str(seconds)]

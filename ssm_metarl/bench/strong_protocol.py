@@ -21,7 +21,7 @@ from ..protocol.measure import STEPS
 from ..protocol.store import Results
 from ..report.progress import progress_bar
 from ..report.two_level import two_level_ci
-from .card_protocol import CARD_CONFIGS, rsi_model_after
+from .card_protocol import CARD_CONFIGS, RSI_RUN
 from .rliable_stats import iqm_ci
 from .strong_rows import (
     FAMILY,
@@ -46,10 +46,12 @@ LIVE_SETTINGS = (Setting("none"), Setting("standard", 1), Setting("hybrid", 3))
 
 
 def _rsi_unchanged() -> bool:
-    """True when the shipped RSI run accepted no change up to cycle 3 (its model after
-    0, 1 and 3 cycles is a MAML model without adaptation)."""
-    card = load_card(f"rsi_{FAMILY}_maml")
-    return all(rsi_model_after(card, c) is not None for c in (0, 1, 3))
+    """True when the shipped RSI run started from chapter 3's MAML model and accepted
+    no change up to cycle 3 (its model after 0, 1 and 3 cycles is that MAML model)."""
+    card = load_card(RSI_RUN)
+    return card["initial_model"] == f"cartpole_{FAMILY}_maml.pth" and not any(
+        c < 3 for c in card["accepted_cycles"]
+    )
 
 
 def _name(label: str, s: Setting) -> str:

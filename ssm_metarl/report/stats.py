@@ -9,7 +9,14 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-__all__ = ["Estimate", "bootstrap_ci", "difference_ci", "verdict", "VERDICTS"]
+__all__ = [
+    "Estimate",
+    "bootstrap_ci",
+    "difference_ci",
+    "proportion_ci",
+    "verdict",
+    "VERDICTS",
+]
 
 #: The words :func:`verdict` chooses from: the CI of a difference is above 0, below 0,
 #: or contains it.
@@ -115,3 +122,19 @@ def verdict(difference: Estimate) -> str:
     if difference.high < 0:
         return VERDICTS[1]
     return VERDICTS[2]
+
+
+def proportion_ci(hits, confidence: float = 0.95) -> Estimate:
+    """The share of true values in ``hits`` with its Wilson score interval, which,
+    unlike a bootstrap, does not collapse to [0, 0] when nothing hit. Defined in
+    chapter 5 (``05_recursive_self_improvement``), for acceptance rates."""
+    from statistics import NormalDist
+
+    hits = np.asarray(hits, dtype=bool)
+    if hits.ndim != 1 or hits.size == 0:
+        raise ValueError(f"hits must be a non-empty 1-D sequence, got {hits.shape}")
+    z = NormalDist().inv_cdf(0.5 + confidence / 2)
+    n, p = hits.size, float(hits.mean())
+    centre = (p + z**2 / (2 * n)) / (1 + z**2 / n)
+    half = z * np.sqrt(p * (1 - p) / n + z**2 / (4 * n**2)) / (1 + z**2 / n)
+    return Estimate(p, max(0.0, centre - half), min(1.0, centre + half), n, confidence)

@@ -1,11 +1,11 @@
-"""Recursive self-improvement, safely: evaluate, let Optuna propose, keep a change only
-if it is measurably better.
+"""Recursive self-improvement, safely: evaluate, let Optuna propose how the current
+weights train on, keep a change only if it is measurably better.
 
 `RecursiveSelfImprovementAgent.improve` runs one cycle: score the current model on the
 validation tasks, publish a round of proposals to an Optuna study
 (`ssm_metarl.rsi.study`), let workers train and score the candidates with the same
-seeds, and accept the best one only if the confidence interval of its paired improvement
-lies above zero (`decide`) and the agent's own re-scoring of it agrees
+seeds, and accept the best one only if the sign-flip test finds its paired improvement
+above zero (`decide`) and the agent's own re-scoring of it agrees
 (`ssm_metarl.rsi.verify`). Every cycle ends with the run's state saved as one unit
 (`ssm_metarl.rsi.state`), so a killed run resumes where it stopped; the test tasks are
 scored for the record and never decide.

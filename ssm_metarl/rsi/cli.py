@@ -202,8 +202,8 @@ def add_parsers(sub, add_config_flags) -> None:
     rsi = sub.add_parser(
         "rsi",
         help=(
-            "recursive self-improvement: propose (Optuna), train, keep only "
-            "CI-separated gains"
+            "recursive self-improvement: propose (Optuna), train on, keep only "
+            "gains the sign-flip test finds"
         ),
         description=__doc__.splitlines()[0] + " Storage URLs: " + FORMS + ".",
     )

@@ -1,9 +1,9 @@
 """The acceptance rule and the record of one cycle.
 
-`decide` keeps a candidate only if the confidence interval of its paired improvement
-over the current model lies above the margin (Bonferroni-corrected over the cycle's
-candidates); `CycleReport` is what one cycle leaves in the run's history. Taught in
-chapter 5 (`book/05_recursive_self_improvement.md`).
+`decide` keeps a candidate only if its paired improvement over the current model is
+significant by the sign-flip test (Bonferroni-corrected over the cycle's candidates;
+`ssm_metarl.rsi.gate`); `CycleReport` is what one cycle leaves in the run's history.
+Taught in chapter 5 (`book/05_recursive_self_improvement.md`).
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, fields
 import numpy as np
 
 from ..report.stats import Estimate, bootstrap_ci
+from .gate import paired_gains, signflip_pvalue
 from .search import RSIConfig
 
 __all__ = ["decide", "CycleReport"]
@@ -26,11 +27,13 @@ def decide(
     `unsafe` reason.
 
     Returns (index of the accepted candidate or None, the reason, each candidate's
-    verdict). With `rule="ci"` the best candidate (largest mean paired improvement) is
-    accepted only if the lower end of the CI of that improvement exceeds `margin`. With
-    several candidates the confidence is raised to 1 - (1 - confidence)/K (Bonferroni),
-    because picking the best of K noisy scores favours luck. `rule="naive"` accepts any
-    positive mean. Defined in chapter 5.
+    verdict). Only the best candidate (largest mean paired improvement) can be
+    accepted. With `rule="signflip"` it is accepted if the sign-flip test's one-sided
+    p-value of its gain above `margin` is below (1 - confidence) / 2; `rule="ci"`
+    accepts if the lower end of the bootstrap CI of the gain exceeds `margin`. With K
+    candidates the error is split K ways (Bonferroni), because the best of K noisy
+    scores is lucky on purpose. `rule="naive"` accepts any mean above `margin`. Every
+    verdict carries the gain's bootstrap CI at the same level. Defined in chapter 5.
     """
     current = np.asarray(current, dtype=np.float64)
     safe = [
@@ -39,6 +42,7 @@ def decide(
         if c.get("returns") is not None and not c.get("unsafe")
     ]
     level = 1 - (1 - config.confidence) / max(1, len(safe))
+    alpha = (1 - level) / 2  # one-sided: only a gain is accepted
     verdicts = []
     for i, c in enumerate(candidates):
         if i not in safe:
@@ -49,43 +53,43 @@ def decide(
                 }
             )
             continue
-        gain = bootstrap_ci(
-            np.asarray(c["returns"]) - current, confidence=level, seed=seed
-        )
+        gains = paired_gains(c["returns"], current)
         verdicts.append(
-            {"status": "scored", "improvement": gain.to_dict(), "reason": ""}
+            {
+                "status": "scored",
+                "improvement": bootstrap_ci(
+                    gains, confidence=level, seed=seed
+                ).to_dict(),
+                "p_value": signflip_pvalue(gains - config.margin, seed=seed),
+                "reason": "",
+            }
         )
     if not safe:
         return None, "no candidate was safe to score", verdicts
     best = max(safe, key=lambda i: verdicts[i]["improvement"]["mean"])
-    gain = Estimate(**verdicts[best]["improvement"])
-    passed = (
-        gain.mean > config.margin
-        if config.rule == "naive"
-        else gain.low > config.margin
-    )
+    gain, p = Estimate(**verdicts[best]["improvement"]), verdicts[best]["p_value"]
+    passed, evidence = {
+        "naive": (gain.mean > config.margin, "mean above margin"),
+        "ci": (gain.low > config.margin, f"{100 * level:.1f}% CI"),
+        "signflip": (p < alpha, f"sign-flip p = {p:.4f}, level {alpha:.4f}"),
+    }[config.rule]
     for i in safe:
         verdicts[i]["status"] = "accepted" if (i == best and passed) else "rejected"
         verdicts[i]["reason"] = ("best, and " if i == best else "not the best; ") + (
             f"improvement {Estimate(**verdicts[i]['improvement'])} "
-            + (
-                "(mean above margin)"
-                if config.rule == "naive"
-                else f"({100 * level:.1f}% CI)"
-            )
+            f"({100 * level:.1f}% CI, sign-flip p = {verdicts[i]['p_value']:.4f})"
         )
     if passed:
         return (
             best,
             f"accepted trial {candidates[best].get('trial')}: improvement {gain} lies "
-            f"above {config.margin:g}",
+            f"above {config.margin:g} ({evidence})",
             verdicts,
         )
-    what = "mean" if config.rule == "naive" else f"{100 * level:.1f}% CI"
     return (
         None,
-        f"kept the current model: the best improvement {gain} ({what}) does not lie "
-        f"above {config.margin:g}",
+        f"kept the current model: the best improvement {gain} does not lie above "
+        f"{config.margin:g} ({evidence})",
         verdicts,
     )
 

@@ -30,6 +30,7 @@ from ..models.ssm import StateSpaceModel
 
 __all__ = [
     "RSIConfig",
+    "CATEGORICAL",
     "Candidate",
     "SEARCH_SPACE",
     "suggest",
@@ -42,16 +43,20 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-#: What Optuna may propose. Step sizes on a log scale; growth in whole blocks of 8
-#: units, the size at which `StateSpaceModel.widened` is bit-exact on this CPU
-#: (chapter 5).
+#: What Optuna may propose: how the current weights go on training (PBT's explore).
+#: Step sizes on a log scale; tasks per outer step (the number of outer steps then
+#: follows from the fixed budget); growth in whole blocks of 8 units, the size at which
+#: `StateSpaceModel.widened` is bit-exact on this CPU (chapter 5).
 SEARCH_SPACE = {
     "inner_lr": (0.03, 1.0),
-    "outer_lr": (1e-4, 3e-3),
+    "outer_lr": (3e-4, 1e-2),
     "max_grad_norm": (0.3, 3.0),
+    "tasks_per_epoch": (5, 10, 20),
     "grow_state": (0, 8),
     "grow_hidden": (0, 8, 16),
 }
+#: The proposals drawn from a list of choices, not from a range.
+CATEGORICAL = ("tasks_per_epoch", "grow_state", "grow_hidden")
 #: Seed of the extra validation tasks drawn when more than the family's fixed 16 are
 #: asked for.
 VALIDATION_SEED = 2_024
@@ -67,22 +72,26 @@ class RSIConfig:
     # task family whose held-out return after one adaptation step is improved
     family: str = "goal"
     candidates: int = 2  # proposals (Optuna trials) per cycle
-    # meta-training epochs per candidate (0: only the proposal's step size and growth)
-    train_epochs: int = 10
-    tasks_per_epoch: int = 10  # tasks per meta-training epoch of a candidate
+    # every candidate's training budget, the same in every cycle: it trains whole outer
+    # steps (epochs) until it has used this many environment steps
+    max_env_steps: int = 100_000
+    # at most this many epochs (0: only the proposal's step size and growth)
+    train_epochs: int = 1000
+    # tasks per epoch when a proposal does not set it (Optuna's proposals always do)
+    tasks_per_epoch: int = 10
     # support episodes per task (training and the one adaptation step)
     episodes: int = 10
     eval_episodes: int = 10  # fresh episodes per task that score an adapted policy
     # tasks that decide (the family's fixed validation split, topped up)
-    validation_tasks: int = 16
+    validation_tasks: int = 32
     test_tasks: int = 48  # held-out tasks that only report, never decide
-    max_train_seconds: float = 120.0  # wall-time budget of one candidate's training
-    # environment-step budget of one candidate's training
-    max_env_steps: int = 5_000_000
-    # "ci": accept if the paired improvement's CI lies above margin; "naive": if its
-    # mean does
-    rule: str = "ci"
-    # of the CI; split over the cycle's candidates (Bonferroni) when there are several
+    # a safety cap on one candidate's training time, far above what the budget needs
+    max_train_seconds: float = 600.0
+    # "signflip": accept if the sign-flip test finds the paired gain above margin;
+    # "ci": if the gain's bootstrap CI lies above margin; "naive": if its mean does
+    rule: str = "signflip"
+    # the test's one-sided level is (1 - confidence) / 2, split over the cycle's
+    # candidates (Bonferroni) when there are several
     confidence: float = 0.95
     margin: float = 0.0  # an improvement must exceed this many return points
     # a candidate scoring below this fraction of the current return has diverged
@@ -96,7 +105,7 @@ class RSIConfig:
     seed: int = 0
 
     def __post_init__(self):
-        check_choice("rule", self.rule, ("ci", "naive"))
+        check_choice("rule", self.rule, ("signflip", "ci", "naive"))
         for name in (
             "candidates",
             "tasks_per_epoch",
@@ -116,6 +125,17 @@ class RSIConfig:
         if not math.isfinite(self.margin) or self.margin < 0:
             raise ValueError(f"margin must be a finite number >= 0, got {self.margin}")
         get_family(self.family)  # a clear error for an unknown family, before any work
+        # n tasks give the sign-flip test 2^n sign patterns, so p >= 2^-n: too few
+        # tasks and the gate can never open
+        alpha = (1 - self.confidence) / 2 / self.candidates
+        if self.rule == "signflip" and 2.0**-self.validation_tasks >= alpha:
+            need = math.floor(math.log2(1 / alpha)) + 1
+            raise ValueError(
+                f"validation_tasks={self.validation_tasks} is too few for the "
+                f"sign-flip rule: its p-value is at least 2^-{self.validation_tasks}, "
+                f"never below the level {alpha:.4f}, so no candidate could be "
+                f"accepted; use >= {need} tasks, or fewer candidates"
+            )
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -138,6 +158,9 @@ def suggest(trial) -> dict:
         "max_grad_norm": trial.suggest_float(
             "max_grad_norm", *space["max_grad_norm"], log=True
         ),
+        "tasks_per_epoch": trial.suggest_categorical(
+            "tasks_per_epoch", space["tasks_per_epoch"]
+        ),
         "grow_state": trial.suggest_categorical("grow_state", space["grow_state"]),
         "grow_hidden": trial.suggest_categorical("grow_hidden", space["grow_hidden"]),
     }
@@ -150,7 +173,7 @@ def search_distributions() -> dict:
 
     return {
         name: CategoricalDistribution(space)
-        if name.startswith("grow")
+        if name in CATEGORICAL
         else FloatDistribution(*space, log=True)
         for name, space in SEARCH_SPACE.items()
     }
@@ -163,10 +186,11 @@ def train_candidate(
     seed: int,
     heartbeat: Callable[[], None] = lambda: None,
 ) -> tuple[Candidate, dict]:
-    """Build and train one proposal: widen a copy of the current model (same function at
-    first), then meta-train it with MAML for `train_epochs` epochs under the step and
-    time budgets. The current model is never touched. Defined in chapter 5
-    (`05_recursive_self_improvement`)."""
+    """Build and train one proposal from the current weights (PBT's exploit) with the
+    proposal's settings (explore): widen a copy of the current model (same function at
+    first), then meta-train it with MAML until it has used the budget of
+    `max_env_steps` environment steps. The current model is never touched. Defined in
+    chapter 5 (`05_recursive_self_improvement`)."""
     model = current.model.widened(
         current.model.state_dim + int(params.get("grow_state", 0)),
         current.model.hidden_dim + int(params.get("grow_hidden", 0)),
@@ -175,7 +199,7 @@ def train_candidate(
     cfg = MetaRLConfig(
         family=config.family,
         epochs=max(1, config.train_epochs),
-        tasks_per_epoch=config.tasks_per_epoch,
+        tasks_per_epoch=int(params.get("tasks_per_epoch", config.tasks_per_epoch)),
         episodes=config.episodes,
         inner_lr=params["inner_lr"],
         outer_lr=params["outer_lr"],
@@ -207,6 +231,7 @@ def train_candidate(
         ):
             break
     info = {
+        "budget": config.max_env_steps,
         "epochs": epochs,
         "env_steps": env_steps,
         "seconds": time.perf_counter() - start,

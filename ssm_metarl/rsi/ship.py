@@ -9,16 +9,19 @@ cycle to the last. Chapter 5.
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import shlex
+import shutil
 from dataclasses import asdict
 from pathlib import Path
 
 from ..report.stats import bootstrap_ci
+from .baseline import spent_env_steps
 from .checks import ship_path
 from .storage import mask
 
-__all__ = ["ship", "storage_line"]
+__all__ = ["ship", "ship_archive", "storage_line"]
 
 
 def storage_line(agent, workers: int) -> str:
@@ -67,8 +70,27 @@ def ship(agent, args: argparse.Namespace, seconds: float) -> Path:
         "wall_seconds": seconds,
         "halted": agent.halted,
         "accepted_cycles": [r.cycle for r in history if r.accepted is not None],
+        "budget_env_steps": agent.config.max_env_steps,
+        "train_env_steps": spent_env_steps([r.to_dict() for r in history]),
         "test_gain_first_to_last": gain,
         "history": [r.to_dict() for r in history],
     }
+    card["archive"] = ship_archive(agent, out)
     agent.current_model.save(out, extra={"inner_lr": agent.current.inner_lr}, card=card)
     return out
+
+
+def ship_archive(agent, out: Path) -> list[dict]:
+    """Copy every accepted model of the run into the folder ``OUT`` (without
+    ``.pth``), so the model in use after any cycle ships too; returns the card's
+    ``archive`` list (paths relative to the card). Chapter 5."""
+    folder, entries = out.with_suffix(""), []
+    folder.mkdir(parents=True, exist_ok=True)
+    for entry in agent.archive:
+        source = Path(entry["path"])
+        target = folder / source.name
+        partial = target.with_suffix(".partial")
+        shutil.copyfile(source, partial)
+        os.replace(partial, target)  # atomic: a reader never sees half a model
+        entries.append({**entry, "path": f"{folder.name}/{source.name}"})
+    return entries

@@ -248,7 +248,7 @@ def test_two_worker_processes_share_one_journal_study_and_every_trial_lands_once
 def test_a_killed_worker_leaves_its_trial_failed_and_the_study_usable(tmp_path):
     storage = f"journal:{tmp_path / 'study.log'}"
     shared = SharedStudy(storage, "s")
-    _post(shared, 1, train_epochs=10_000, tasks_per_epoch=2, max_train_seconds=600)
+    _post(shared, 1, train_epochs=10_000, tasks_per_epoch=2, max_env_steps=10**9, max_train_seconds=600)
     worker = _worker(storage)
     deadline = time.time() + 40
     while time.time() < deadline and not any("heartbeat" in t.user_attrs for t in shared.trials("r0")):

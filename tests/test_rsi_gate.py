@@ -200,3 +200,12 @@ def test_shipped_runs_and_their_baselines_spent_the_same_steps(seed):
     assert run["wall_seconds"] < 30 * 60 and run["rsi_config"]["max_env_steps"] == run["budget_env_steps"]
     for entry in run["archive"]:  # every accepted model ships and loads
         assert StateSpaceModel.load(artifact_path(entry["path"])).config.input_dim == 4
+
+
+def test_the_card_tables_rsi_rows_score_the_model_in_use_after_each_cycle():
+    from ssm_metarl.bench.card_protocol import rsi_model_after
+
+    card = {"archive": [{"cycle": -1, "path": "run/initial.pth"}, {"cycle": 0, "path": "run/cycle_000.pth"},
+                        {"cycle": 2, "path": "run/cycle_002.pth"}]}
+    assert [rsi_model_after(card, n) for n in (0, 1, 2, 3)] == [
+        "run/initial", "run/cycle_000", "run/cycle_000", "run/cycle_002"]

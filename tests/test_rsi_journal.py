@@ -148,7 +148,7 @@ def _round(shared, n, **config):
 def test_problem3_a_trial_failed_under_a_worker_does_not_kill_it(procs):
     storage = f"journal:{procs.root / 'study.log'}"
     shared = SharedStudy(storage, "s")
-    _round(shared, 2, train_epochs=1000, tasks_per_epoch=2, max_train_seconds=4)
+    _round(shared, 2, train_epochs=1000, tasks_per_epoch=2, max_env_steps=10**9, max_train_seconds=4)
     worker = procs.worker("w", storage, "s", "--max-trials", "2", "--coordinator-timeout", "60")
     first = wait_for(lambda: next(iter(shared.trials(states=(shared.TrialState.RUNNING,))), None),
                      60, "a running trial")

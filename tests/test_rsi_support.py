@@ -32,7 +32,7 @@ TINY = ["--candidates", "3", "--train_epochs", "1", "--tasks_per_epoch", "2", "-
         "--eval_episodes", "2", "--validation_tasks", "8", "--test_tasks", "4", "--threads", "1"]
 #: Candidates that train for about `seconds` each (long enough to be killed mid-trial).
 def SLOW(seconds):
-    return ["--train_epochs", "1000", "--max_train_seconds", str(seconds)]
+    return ["--train_epochs", "1000", "--max_env_steps", "1000000000", "--max_train_seconds", str(seconds)]
 
 
 def require(reason: str):

@@ -2,7 +2,8 @@
 it and how to solve it fast.
 
 `discretize` turns a continuous diagonal SSM into the recurrence (zero-order hold or
-bilinear); `parallel_scan` computes all its states in log-depth; `powers_of` raises the
+bilinear); `parallel_scan` computes all its states in log-depth, and `scan_with_resets`
+does so across episode boundaries (chapter 7); `powers_of` raises the
 diagonal $\bar A$ to many exponents at once; the complex products run as real matrix
 products. `ssm_metarl.models.s4d.DiagonalSSM` is built from these.
 Taught in chapter 1 (`book/01_state_space_models.md`).
@@ -17,6 +18,7 @@ from ..io.validation import check_choice
 __all__ = [
     "discretize",
     "parallel_scan",
+    "scan_with_resets",
     "powers_of",
     "as_complex",
     "real_times_complex",
@@ -96,6 +98,51 @@ def parallel_scan(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     # x_0, x_2, ...
     x_even = torch.cat([even[:, :1], even[:, 1:] + a * x_odd[:, :-1]], dim=1)
     # interleave back to x_0, x_1, ...
+    return torch.stack([x_even, x_odd], dim=2).flatten(1, 2)
+
+
+def scan_with_resets(a: torch.Tensor, b: torch.Tensor, resets: torch.Tensor):
+    r"""Every state of $x_t = a_t\,x_{t-1} + b_t$ where a reset at $t$ starts afresh,
+    $x_t = b_t$, in log-depth: the resettable scan of Lu et al. (2023).
+
+    A reset is the recurrence with $a_t = 0$ at that step, so one sequence can hold
+    many episodes back to back and still train in one parallel scan. `b` has shape
+    (B, L, ...); `a` broadcasts against it (constant, or time-varying (B, L, ...));
+    `resets` is a (B, L) boolean mask. Two steps compose into one,
+    $(a_1, b_1) \circ (a_2, b_2) = (a_2 a_1,\; a_2 b_1 + b_2)$, which is associative,
+    so the recursive doubling of `parallel_scan` applies with time-varying $a$.
+    Defined in chapter 7.
+    """
+    if not isinstance(b, torch.Tensor) or b.dim() < 2 or b.shape[1] == 0:
+        raise ValueError(
+            "b must be a tensor of shape (B, L, ...) with L >= 1, got "
+            f"{getattr(b, 'shape', b)!r}"
+        )
+    if resets.shape != b.shape[:2]:
+        raise ValueError(
+            f"resets must have shape (B, L) = {tuple(b.shape[:2])}, got "
+            f"{tuple(resets.shape)}"
+        )
+    keep = (~resets.bool()).to(b.dtype).reshape(*b.shape[:2], *[1] * (b.dim() - 2))
+    a = a.unsqueeze(1) if a.dim() == b.dim() - 1 else a  # constant in time: (B, 1, ...)
+    return _scan_varying(a * keep, b)
+
+
+def _scan_varying(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """`parallel_scan` with a time-varying `a` of b's shape (x_{-1} = 0)."""
+    length = b.shape[1]
+    if length == 1:
+        return b
+    if length % 2:  # pad with a step that changes nothing before it
+        pad = torch.zeros_like(b[:, :1])
+        return _scan_varying(
+            torch.cat([a, torch.ones_like(a[:, :1])], 1), torch.cat([b, pad], 1)
+        )[:, :length]
+    a_even, a_odd, b_even, b_odd = a[:, 0::2], a[:, 1::2], b[:, 0::2], b[:, 1::2]
+    x_odd = _scan_varying(a_odd * a_even, a_odd * b_even + b_odd)  # x_1, x_3, ...
+    x_even = torch.cat(
+        [b_even[:, :1], b_even[:, 1:] + a_even[:, 1:] * x_odd[:, :-1]], dim=1
+    )
     return torch.stack([x_even, x_odd], dim=2).flatten(1, 2)
 
 

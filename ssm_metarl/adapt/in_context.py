@@ -25,6 +25,7 @@ from ..cartpole.rollout import collect
 from ..cartpole.tasks import CartPoleTask, get_family
 from ..cartpole.trajectories import Trajectories
 from ..io.validation import check_choice, check_int, check_positive
+from ..models.memory import MemoryPolicy
 from ..models.policy import SSMPolicy
 from ..report.stats import Estimate, bootstrap_ci
 from ..rl.configs import KEEP, PPOConfig
@@ -146,7 +147,8 @@ def train_in_context(
     whose worse world scores best on `validation_worlds` (greedy). Defined in chapter 4
     (`04_test_time_adaptation`)."""
     cfg = config or InContextConfig()
-    policy = model if isinstance(model, SSMPolicy) else SSMPolicy(model)
+    # chapter 7 trains its memory policies with the same recipe
+    policy = model if isinstance(model, (SSMPolicy, MemoryPolicy)) else SSMPolicy(model)
     validation = validation_worlds(cfg.family)
 
     def worse_world(policy) -> tuple[float, dict]:

@@ -42,3 +42,17 @@ def test_meta_ppo_config_names_bad_values():
         MetaPPOConfig(envs=10, minibatches=4)
     with pytest.raises(ValueError, match="lr"):
         MetaPPOConfig(lr=0.0)
+
+
+def test_a_memory_study_unit_trains_scores_and_reads_back(tmp_path, monkeypatch):
+    import ssm_metarl.bench.memory_study as study
+
+    monkeypatch.setattr(study, "TASKS", {"meta_random": {"steps": 20_000, "check_every": 10_000}})
+    monkeypatch.setattr(study, "TEST_EPISODES", 4)
+    monkeypatch.setattr(study, "CHECK_EPISODES", 2)
+    (unit,) = study.plan(cores=("gru",), seeds=1)
+    card = study.run_unit(unit, tmp_path)
+    assert card["name"] == "meta_random_gru_s0" and len(card["checks"]) >= 1
+    assert np.array(card["test_trials"]).shape == (4, 16) and set(card["ood_trials"]) == set(study.OOD)
+    assert (tmp_path / "runs" / "meta_random_gru_s0.pth").exists()
+    assert study.run_unit(unit, tmp_path) == card  # a finished unit is read back, not retrained

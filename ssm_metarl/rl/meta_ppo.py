@@ -98,10 +98,18 @@ def evaluate_trials(
 
 
 def train_meta_ppo(
-    policy, env: MetaCartPoleConfig, config: MetaPPOConfig, seed: int = 0, log=None
+    policy,
+    env: MetaCartPoleConfig,
+    config: MetaPPOConfig,
+    seed: int = 0,
+    log=None,
+    observe=None,
+    observe_every: int = 0,
 ) -> list[dict]:
     """Train `policy` (a `MemoryPolicy` reading the 7-dim observation) with PPO on
-    meta-CartPole until `max_env_steps`; returns the log rows (chapter 7)."""
+    meta-CartPole until `max_env_steps`; returns the log rows. `observe(policy,
+    env_steps)`, if given, sees the weights each time another `observe_every` steps
+    have been played (chapter 7)."""
     cfg = config
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)
@@ -113,6 +121,7 @@ def train_meta_ppo(
     guard, rows, env_steps, start = UpdateGuard(cfg.max_grad_norm), [], 0, time.time()
     no_prev, zero = torch.full((cfg.envs,), -1, dtype=torch.long), torch.zeros(cfg.envs)
     shape = (cfg.rollout, cfg.envs)
+    next_check = observe_every
     while env_steps < cfg.max_env_steps:
         start_state, start_reset = state.clone(), reset_next.clone()
         store = {k: torch.zeros(shape) for k in ("logp", "value", "reward", "done")}
@@ -191,4 +200,7 @@ def train_meta_ppo(
         rows.append(row)
         if log is not None:
             log(row)
+        if observe is not None and env_steps >= next_check:
+            observe(policy, env_steps)
+            next_check += observe_every
     return rows

@@ -1,0 +1,176 @@
+"""Chapter 7's memory study: four memories at equal size, three tasks, several seeds,
+written run by run.
+
+Every unit trains one `MemoryPolicy` (core x task x seed) at the task's budget and
+scores it with 0 gradient steps:
+
+* ``stateless``: meta-CartPole with no projection (stateless CartPole, memory of
+  velocity), PPO over meta-episodes (`ssm_metarl.rl.meta_ppo`);
+* ``flip_physics``: chapter 4's flip+physics family with chapter 4's in-context
+  recipe (RL^2 inputs), scored on the family's 48 test tasks;
+* ``meta_random``: Lu et al.'s meta-CartPole, a new random projection every
+  meta-episode, return per trial 1 to 16, and out of distribution (projections
+  training never drew, other pole lengths).
+
+The meta-CartPole units check the policy every ``CHECK_EVERY`` steps on validation
+meta-episodes and keep the best-checked weights (a run can collapse late). A unit's
+card and weights go to ``ROOT/runs/NAME.{json,pth}``; a unit whose card exists is read
+back, so a killed study resumes. Chapter 7.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = ["TASKS", "SEEDS", "Unit", "plan", "run_unit", "OOD"]
+
+SEEDS = 5  #: training seeds per core and task
+#: Each task's environment-step budget, chosen from measured throughput (16-35k
+#: steps/s per core on one thread) so the whole study fits about an hour on 2 cores.
+TASKS = {
+    "stateless": {"steps": 1_000_000, "check_every": 250_000},
+    "flip_physics": {"steps": 500_000},
+    "meta_random": {"steps": 3_000_000, "check_every": 500_000},
+}
+VALIDATION_SEED, TEST_SEED = 70_000, 80_000  #: meta-episode seeds: checks, scores
+CHECK_EPISODES, TEST_EPISODES = 32, 256
+#: Out-of-distribution meta-CartPoles for the ``meta_random`` units: projections
+#: training never drew, and other poles.
+OOD = {
+    "gaussian projection": {"projection_kind": "gaussian"},
+    "gain x2": {"projection_gain": 2 * 2**0.5},
+    "pole 0.25": {"length": 0.25},
+    "pole 1.0": {"length": 1.0},
+}
+
+
+@dataclass(frozen=True)
+class Unit:
+    """One training run of chapter 7's study: a task, a core, a seed."""
+
+    task: str
+    core: str
+    seed: int
+
+    @property
+    def name(self) -> str:
+        return f"{self.task}_{self.core}_s{self.seed}"
+
+
+def plan(cores=None, seeds: int = SEEDS) -> list[Unit]:
+    """Every unit, seed by seed, so every core's runs spread over the study
+    (chapter 7)."""
+    from ..models.memory import MEMORY_CORES
+
+    return [
+        Unit(task, core, seed)
+        for seed in range(seeds)
+        for task in TASKS
+        for core in cores or MEMORY_CORES
+    ]
+
+
+def _meta_env(task: str, **changes):
+    from ..cartpole.meta_cartpole import MetaCartPoleConfig
+
+    projection = "none" if task == "stateless" else "random"
+    return MetaCartPoleConfig(projection=projection, **changes)
+
+
+def _train_meta(unit: Unit, policy) -> dict:
+    """PPO over meta-episodes with checks; the best-checked weights are kept."""
+    import copy
+
+    from ..rl.meta_ppo import MetaPPOConfig, evaluate_trials, train_meta_ppo
+
+    budget, every = TASKS[unit.task]["steps"], TASKS[unit.task]["check_every"]
+    env, checks, best = _meta_env(unit.task), [], {"score": -1.0}
+
+    def check(policy, env_steps: int) -> None:
+        trials = evaluate_trials(policy, env, CHECK_EPISODES, VALIDATION_SEED)
+        score = float(trials.sum(1).mean())
+        checks.append({"env_steps": env_steps, "validation": score})
+        if score > best["score"]:
+            best.update(score=score, weights=copy.deepcopy(policy.state_dict()))
+
+    rows = train_meta_ppo(
+        policy,
+        env,
+        MetaPPOConfig(max_env_steps=budget),
+        seed=unit.seed,
+        observe=check,
+        observe_every=every,
+    )
+    policy.load_state_dict(best["weights"])
+    trials = evaluate_trials(policy, env, TEST_EPISODES, TEST_SEED)
+    out = {
+        "curve": rows,
+        "checks": checks,
+        "test_trials": trials.tolist(),
+        "ood_trials": {},
+    }
+    if unit.task == "meta_random":
+        for label, change in OOD.items():
+            ood = evaluate_trials(
+                policy, _meta_env(unit.task, **change), TEST_EPISODES, TEST_SEED
+            )
+            out["ood_trials"][label] = ood.tolist()
+    return out
+
+
+def _train_flip(unit: Unit, policy) -> dict:
+    """Chapter 4's in-context recipe; scored on the family's test tasks."""
+    from ..adapt.in_context import (
+        InContextConfig,
+        evaluate_in_context,
+        train_in_context,
+    )
+    from ..cartpole.tasks import get_family
+
+    cfg = InContextConfig(max_env_steps=TASKS[unit.task]["steps"], seed=unit.seed)
+    result = train_in_context(policy, cfg)
+    tasks = list(get_family(cfg.family).test)
+    scored = evaluate_in_context(policy, tasks, 2, seed=TEST_SEED)
+    return {
+        "history": result.history,
+        "test_returns": scored.returns.tolist(),
+        "test_flipped": [bool(t.flip) for t in tasks],
+    }
+
+
+def run_unit(unit: Unit, root) -> dict:
+    """Train and score one unit (one torch thread), or read its card back; the card
+    (chapter 7)."""
+    import torch
+
+    from ..io.atomic import save_json
+    from ..models.memory import MemoryPolicy
+
+    runs = Path(root) / "runs"
+    card_path = runs / f"{unit.name}.json"
+    if card_path.exists():
+        return json.loads(card_path.read_text())
+    torch.set_num_threads(1)
+    torch.manual_seed(unit.seed)
+    inputs = "rl2" if unit.task == "flip_physics" else "obs"
+    policy = MemoryPolicy(unit.core, 7, inputs=inputs, seed=unit.seed)
+    start = time.perf_counter()
+    train = _train_flip if unit.task == "flip_physics" else _train_meta
+    measured = train(unit, policy)
+    runs.mkdir(parents=True, exist_ok=True)
+    torch.save(policy.state_dict(), runs / f"{unit.name}.pth")
+    card = {
+        "name": unit.name,
+        "task": unit.task,
+        "core": unit.core,
+        "seed": unit.seed,
+        "parameters": sum(p.numel() for p in policy.parameters()),
+        "budget_env_steps": TASKS[unit.task]["steps"],
+        "seconds": time.perf_counter() - start,
+        **measured,
+    }
+    save_json(card_path, card)
+    return card

@@ -17,9 +17,17 @@ from __future__ import annotations
 
 from .speed_cartpole import bench_rl, bench_rollout
 from .speed_maml import bench_maml
+from .speed_memory import bench_memory
 from .speed_ssm import bench_ssm
 
-__all__ = ["available", "bench_maml", "bench_rl", "bench_rollout", "bench_ssm"]
+__all__ = [
+    "available",
+    "bench_maml",
+    "bench_memory",
+    "bench_rl",
+    "bench_rollout",
+    "bench_ssm",
+]
 
 
 def available() -> list[str]:

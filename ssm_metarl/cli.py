@@ -123,6 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The parser of every command, with their flags and checks (appendix)."""
     from .adapt.cli import add_parsers as add_incontext  # chapter 4
     from .bench.cli import add_parsers as add_benchmark  # chapter 6
+    from .bench.memory_cli import add_parsers as add_memory  # chapter 7
     from .bench.peers_cli import add_parsers as add_peers  # chapter 6
     from .meta.cli import add_parsers as add_train  # chapter 3
     from .protocol.cli import add_parsers as add_replicate  # chapters 3-4
@@ -152,6 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_rsi_measures(sub)
     add_benchmark(sub)
     add_peers(sub)
+    add_memory(sub)
     for command in sub.choices.values():  # --epoch is not --epochs: no guessing
         command.allow_abbrev = False
     return parser

@@ -2,8 +2,11 @@
 
 Trains every unit of `ssm_metarl.bench.memory_study.plan` in worker processes (one
 torch thread each), reading back any unit whose card exists, so a killed study
-resumes; then writes the study's card, ``ROOT/memory.json``, with the command, the
-budgets, the wall time and how many units were read back. Chapter 7.
+resumes; then writes the study's card, ``ROOT/memory.json``: the budgets, the units,
+their summed training seconds, and one entry per invocation (command, wall time,
+units trained and read back), so a study run in parts states its whole wall time; and
+``ROOT/summary.json``, everything chapter 7 reports (`memory_report.summarize`).
+Chapter 7.
 """
 
 from __future__ import annotations
@@ -21,24 +24,40 @@ def cmd_memory(args: argparse.Namespace) -> int:
     """Run (or resume) the memory study and write its card (chapter 7)."""
     from ..io.atomic import save_json
     from ..protocol.runner import in_processes
-    from .memory_study import TASKS, plan, run_unit
+    from .memory_report import summarize
+    from .memory_study import EXTRA, TASKS, VARIANTS, plan, rounded, run_unit
 
     root, start = Path(args.root), time.perf_counter()
     units = plan(cores=args.cores, seeds=args.seeds)
     before = {u.name for u in units if (root / "runs" / f"{u.name}.json").exists()}
     cards = in_processes([(run_unit, u, root) for u in units], args.workers)
+    path = root / "memory.json"
+    history = json.loads(path.read_text())["history"] if path.exists() else []
+    if len(cards) > len(before):  # a run that only read back adds no history
+        history.append(
+            {
+                "command": "python -m ssm_metarl "
+                + " ".join(map(shlex.quote, args.argv)),
+                "wall_seconds": time.perf_counter() - start,
+                "workers": args.workers,
+                "units_trained": len(cards) - len(before),
+                "units_read_back": len(before),
+            }
+        )
     card = {
-        "command": "python -m ssm_metarl " + " ".join(map(shlex.quote, args.argv)),
         "tasks": TASKS,
-        "units": [c["name"] for c in cards],
-        "runs_read_back": len(before),
-        "wall_seconds": time.perf_counter() - start,
+        "variants": VARIANTS,
+        "extra": EXTRA,
+        "units": [u.name for u in units],
         "run_seconds": sum(c["seconds"] for c in cards),
-        "workers": args.workers,
+        "wall_seconds": sum(h["wall_seconds"] for h in history),
+        "history": history,
     }
     root.mkdir(parents=True, exist_ok=True)
-    save_json(root / "memory.json", card)
-    print(f"{len(cards)} units in {card['wall_seconds'] / 60:.1f} min: {root}")
+    save_json(path, card)
+    save_json(root / "summary.json", rounded(summarize(root)))
+    trained = len(cards) - len(before)
+    print(f"{len(cards)} units ({trained} trained) in {root}; summary.json written")
     return 0
 
 

@@ -23,19 +23,25 @@ __all__ = [
     "trial_curves",
     "in_context_gain",
     "ranking",
+    "training_curve",
     "steps_to_solve",
+    "summarize",
+    "read_summary",
 ]
 
-SOLVED = 15.0  #: a meta-episode return that counts as solved (of 16)
+#: Stateless CartPole counts as solved once the training meta-episodes average 14 of
+#: 16 (175 steps a trial) over `WINDOW` consecutive updates.
+SOLVED, WINDOW = 14.0, 5
 
 
-def read_cards(root) -> dict[tuple[str, str], list[dict]]:
-    """Every finished unit under ``ROOT/runs``, grouped by (task, core), seeds in
-    order (chapter 7)."""
+def read_cards(root, variant: str = "") -> dict[tuple[str, str], list[dict]]:
+    """Every finished unit of `variant` (``""``: the main grid) under ``ROOT/runs``,
+    grouped by (task, core), seeds in order (chapter 7)."""
     groups: dict[tuple[str, str], list[dict]] = {}
     for path in sorted(Path(root, "runs").glob("*.json")):
         card = json.loads(path.read_text())
-        groups.setdefault((card["task"], card["core"]), []).append(card)
+        if card.get("variant", "") == variant:
+            groups.setdefault((card["task"], card["core"]), []).append(card)
     for cards in groups.values():
         cards.sort(key=lambda c: c["seed"])
     return groups
@@ -85,10 +91,148 @@ def ranking(groups: dict, task: str) -> list[dict]:
     return rows
 
 
-def steps_to_solve(card: dict) -> int | None:
-    """The first logged env step at which the training meta-episodes averaged
-    `SOLVED`, or None (chapter 7)."""
-    for row in card.get("curve", []):
-        if row["return"] is not None and row["return"] >= SOLVED:
-            return int(row["env_steps"])
-    return None
+def training_curve(card: dict) -> dict[str, np.ndarray]:
+    """A unit's training log as arrays: ``env_steps``, ``seconds`` and ``return`` (a
+    meta-episode's return, or chapter 4's mean episode return on flip+physics; NaN
+    before any episode ended). Chapter 7."""
+    if "history" in card:  # chapter 4's in-context trainer logs columns
+        log = card["history"]
+        return {
+            "env_steps": np.asarray(log["env_steps"], dtype=float),
+            "seconds": np.asarray(log["seconds"], dtype=float),
+            "return": np.asarray(log["mean_return"], dtype=float),
+        }
+    rows = card["curve"]
+    column = {k: [r[k] for r in rows] for k in ("env_steps", "seconds", "return")}
+    column["return"] = [np.nan if v is None else v for v in column["return"]]
+    return {k: np.asarray(v, dtype=float) for k, v in column.items()}
+
+
+def steps_to_solve(card: dict) -> tuple[int, float] | None:
+    """(env steps, seconds) at which the running mean of the training return over
+    `WINDOW` updates first reached `SOLVED`, or None (chapter 7)."""
+    curve = training_curve(card)
+    returns = np.nan_to_num(curve["return"], nan=0.0)
+    if returns.size < WINDOW:
+        return None
+    running = np.convolve(returns, np.ones(WINDOW) / WINDOW, mode="valid")
+    hits = np.flatnonzero(running >= SOLVED)
+    if not hits.size:
+        return None
+    at = hits[0] + WINDOW - 1
+    return int(curve["env_steps"][at]), float(curve["seconds"][at])
+
+
+def mean_curve(cards: list[dict], points: int = 100, width: int = 5) -> dict:
+    """The seeds' training curves on common grids: the return (a running mean over
+    `width` logged updates) averaged over seeds at `points` env steps and at `points`
+    wall-clock seconds. Runs log at different steps (episodes differ in length), so
+    each is interpolated; a run that stopped early (chapter 4's recipe stops once
+    solved) keeps its last value. Chapter 7."""
+    curves = [training_curve(c) for c in cards]
+    for c in curves:
+        returns = np.nan_to_num(c["return"], nan=0.0)
+        c["smooth"] = np.convolve(returns, np.ones(width) / width, mode="valid")
+        c["x_steps"], c["x_seconds"] = (
+            c[k][width - 1 :] for k in ("env_steps", "seconds")
+        )
+    out = {}
+    for axis in ("steps", "seconds"):
+        grid = np.linspace(0, max(c[f"x_{axis}"][-1] for c in curves), points + 1)[1:]
+        seeds = [np.interp(grid, c[f"x_{axis}"], c["smooth"]) for c in curves]
+        out[axis] = grid.tolist()
+        out[f"return_by_{axis}"] = np.mean(seeds, axis=0).tolist()
+    return out
+
+
+def _estimate(e) -> dict:
+    """An `Estimate`, or rliable_stats' dict, as an `Estimate`'s fields."""
+    return e.to_dict() if hasattr(e, "to_dict") else {"confidence": 0.95, **e}
+
+
+def summarize(root) -> dict:
+    """Everything chapter 7 reports, from the unit cards under `root`: per task each
+    core's mean, IQM and difference to the best (two-level CIs), the best core's
+    probability of improvement over it, steps to solve and the mean training curve;
+    on meta-CartPole the per-trial curves and in-context gains, in and out of
+    distribution; and the variants beside the main grid. Slow (rliable's bootstrap
+    over every test meta-episode), so the ``memory`` command writes it once.
+    Chapter 7."""
+    from .memory_study import OOD, TASKS, VARIANTS
+    from .rliable_stats import probability_of_improvement
+
+    groups, out = read_cards(root), {"tasks": {}, "variants": {}}
+    for task in TASKS:
+        rows = ranking(groups, task)
+        best = rows[0]["matrix"]
+        for row in rows:
+            cards = groups[(task, row["core"])]
+            better = row is not rows[0]
+            row.update(
+                seeds=len(cards),
+                improvement=_estimate(probability_of_improvement(best, row["matrix"]))
+                if better
+                else None,
+                solve=[steps_to_solve(c) for c in cards],
+                curve=mean_curve(cards),
+                seconds=[c["seconds"] for c in cards],
+            )
+            for key in ("mean", "iqm", "vs_best"):
+                row[key] = _estimate(row[key])
+            del row["matrix"]
+        out["tasks"][task] = rows
+    out["meta_random"] = {
+        core: _meta_random(groups[("meta_random", core)], OOD)
+        for (task, core) in groups
+        if task == "meta_random"
+    }
+    for variant in VARIANTS:
+        plain = read_cards(root, variant)
+        out["variants"][variant] = {
+            core: {
+                **_meta_random(cards, {}),
+                "parameters": cards[0]["parameters"],
+                "vs_main": _estimate(
+                    two_level_difference(
+                        score_matrix(cards), score_matrix(groups[(task, core)])
+                    )
+                ),
+            }
+            for (task, core), cards in plain.items()
+        }
+    return out
+
+
+def _meta_random(cards: list[dict], ood: dict) -> dict:
+    """A meta-CartPole group's score, per-trial curve and in-context gains."""
+    return {
+        "seeds": len(cards),
+        "score": _estimate(two_level_ci(score_matrix(cards))),
+        "trials": [_estimate(e) for e in trial_curves(cards)],
+        "in_context": _estimate(in_context_gain(cards)),
+        "ood": {
+            name: {
+                "score": _estimate(two_level_ci(score_matrix(cards, name))),
+                "in_context": _estimate(in_context_gain(cards, name)),
+            }
+            for name in ood
+        },
+    }
+
+
+def read_summary(path) -> dict:
+    """`summarize`'s JSON with every interval back as an `Estimate` (chapter 7)."""
+    from ..report.stats import Estimate
+
+    fields = set(Estimate.__dataclass_fields__)
+
+    def revive(value):
+        if isinstance(value, dict):
+            if set(value) == fields:
+                return Estimate(**value)
+            return {k: revive(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [revive(v) for v in value]
+        return value
+
+    return revive(json.loads(Path(path).read_text()))

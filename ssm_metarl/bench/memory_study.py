@@ -15,7 +15,11 @@ scores it with 0 gradient steps:
 The meta-CartPole units check the policy every ``CHECK_EVERY`` steps on validation
 meta-episodes and keep the best-checked weights (a run can collapse late). A unit's
 card and weights go to ``ROOT/runs/NAME.{json,pth}``; a unit whose card exists is read
-back, so a killed study resumes. Chapter 7.
+back, so a killed study resumes.
+
+Two variants run on ``meta_random`` beside the main grid (`VARIANTS`, `EXTRA`):
+``uncut`` trains with GAE's bootstrap running through trial ends (the discounting
+pitfall), ``50k`` at about 50,000 parameters instead of 6,744. Chapter 7.
 """
 
 from __future__ import annotations
@@ -25,7 +29,17 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["TASKS", "SEEDS", "Unit", "plan", "run_unit", "OOD"]
+__all__ = [
+    "TASKS",
+    "SEEDS",
+    "VARIANTS",
+    "EXTRA",
+    "Unit",
+    "plan",
+    "run_unit",
+    "OOD",
+    "rounded",
+]
 
 SEEDS = 5  #: training seeds per core and task
 #: Each task's environment-step budget, chosen from measured throughput (16-35k
@@ -46,31 +60,54 @@ OOD = {
     "pole 1.0": {"length": 1.0},
 }
 
+#: What a variant changes: PPO's settings, or the parameter budget.
+VARIANTS = {
+    "uncut": {"ppo": {"cut_at_trials": False}},
+    "50k": {"target_params": 50_000},
+}
+#: The variants' units: (task, core, variant), each at every seed. The diagonal SSM
+#: and the LSTM led on ``meta_random`` at 6,744 parameters.
+EXTRA = (
+    ("meta_random", "diag_ssm", "uncut"),
+    ("meta_random", "diag_ssm", "50k"),
+    ("meta_random", "lstm", "50k"),
+)
+
 
 @dataclass(frozen=True)
 class Unit:
-    """One training run of chapter 7's study: a task, a core, a seed."""
+    """One training run of chapter 7's study: a task, a core, a seed, and a variant
+    (``""`` for the main grid)."""
 
     task: str
     core: str
     seed: int
+    variant: str = ""
 
     @property
     def name(self) -> str:
-        return f"{self.task}_{self.core}_s{self.seed}"
+        suffix = f"_{self.variant}" if self.variant else ""
+        return f"{self.task}_{self.core}{suffix}_s{self.seed}"
 
 
-def plan(cores=None, seeds: int = SEEDS) -> list[Unit]:
-    """Every unit, seed by seed, so every core's runs spread over the study
-    (chapter 7)."""
+def plan(cores=None, seeds: int = SEEDS, extra: bool = True) -> list[Unit]:
+    """Every unit, seed by seed, so every core's runs spread over the study; then the
+    variants' units, if `extra` (chapter 7)."""
     from ..models.memory import MEMORY_CORES
 
-    return [
+    main = [
         Unit(task, core, seed)
         for seed in range(seeds)
         for task in TASKS
         for core in cores or MEMORY_CORES
     ]
+    variants = [
+        Unit(task, core, seed, variant)
+        for seed in range(seeds)
+        for task, core, variant in EXTRA
+        if core in (cores or MEMORY_CORES)
+    ]
+    return main + (variants if extra else [])
 
 
 def _meta_env(task: str, **changes):
@@ -88,6 +125,7 @@ def _train_meta(unit: Unit, policy) -> dict:
 
     budget, every = TASKS[unit.task]["steps"], TASKS[unit.task]["check_every"]
     env, checks, best = _meta_env(unit.task), [], {"score": -1.0}
+    ppo = VARIANTS.get(unit.variant, {}).get("ppo", {})
 
     def check(policy, env_steps: int) -> None:
         trials = evaluate_trials(policy, env, CHECK_EPISODES, VALIDATION_SEED)
@@ -99,7 +137,7 @@ def _train_meta(unit: Unit, policy) -> dict:
     rows = train_meta_ppo(
         policy,
         env,
-        MetaPPOConfig(max_env_steps=budget),
+        MetaPPOConfig(max_env_steps=budget, **ppo),
         seed=unit.seed,
         observe=check,
         observe_every=every,
@@ -156,7 +194,10 @@ def run_unit(unit: Unit, root) -> dict:
     torch.set_num_threads(1)
     torch.manual_seed(unit.seed)
     inputs = "rl2" if unit.task == "flip_physics" else "obs"
-    policy = MemoryPolicy(unit.core, 7, inputs=inputs, seed=unit.seed)
+    size = VARIANTS.get(unit.variant, {}).get("target_params", 6744)
+    policy = MemoryPolicy(
+        unit.core, 7, target_params=size, inputs=inputs, seed=unit.seed
+    )
     start = time.perf_counter()
     train = _train_flip if unit.task == "flip_physics" else _train_meta
     measured = train(unit, policy)
@@ -167,10 +208,67 @@ def run_unit(unit: Unit, root) -> dict:
         "task": unit.task,
         "core": unit.core,
         "seed": unit.seed,
+        "variant": unit.variant,
         "parameters": sum(p.numel() for p in policy.parameters()),
         "budget_env_steps": TASKS[unit.task]["steps"],
         "seconds": time.perf_counter() - start,
         **measured,
     }
+    card = rounded(card)
     save_json(card_path, card)
     return card
+
+
+def rounded(value, digits: int = 4):
+    """`value` with every float rounded: a trial's return is a multiple of 1/200, so
+    4 digits keep the scores exact and the cards small (chapter 7)."""
+    if isinstance(value, float):
+        return round(value, digits)
+    if isinstance(value, dict):
+        return {k: rounded(v, digits) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [rounded(v, digits) for v in value]
+    return value
+
+
+def load_unit(root, name: str):
+    """A trained unit's policy and card, from ``ROOT/runs/NAME.{json,pth}``: the
+    policy is rebuilt from its card, the file inspected and read with
+    ``torch.load(weights_only=True)``, and the weights checked against the model
+    (keys, shapes, dtypes) before they load. Chapter 7."""
+    import torch
+
+    from ..io.checkpoint_errors import (
+        DamagedCheckpointError,
+        UnsafeCheckpointError,
+        WrongCheckpointError,
+        check_weights,
+    )
+    from ..io.torchfile import inspect_torch_file
+    from ..models.memory import MemoryPolicy
+
+    card_path = Path(root) / "runs" / f"{name}.json"
+    if not card_path.exists():
+        known = sorted(p.stem for p in card_path.parent.glob("*.json"))
+        raise FileNotFoundError(f"no unit {name!r} in {card_path.parent}: {known}")
+    card = json.loads(card_path.read_text())
+    missing = {"task", "core", "seed", "parameters"} - set(card)
+    if missing:
+        raise WrongCheckpointError(f"{card_path}: the card lacks {sorted(missing)}")
+    size = VARIANTS.get(card.get("variant", ""), {}).get("target_params", 6744)
+    inputs = "rl2" if card["task"] == "flip_physics" else "obs"
+    policy = MemoryPolicy(
+        card["core"], 7, target_params=size, inputs=inputs, seed=card["seed"]
+    )
+    weights = card_path.with_suffix(".pth")
+    problem = inspect_torch_file(weights) if weights.is_file() else ("wrong", "none")
+    if problem is not None:
+        kind = {"unsafe": UnsafeCheckpointError, "damaged": DamagedCheckpointError}
+        error = kind.get(problem[0], WrongCheckpointError)
+        raise error(f"{weights}: {problem[0]} weights file: {problem[1]}")
+    found = torch.load(weights, map_location="cpu", weights_only=True)
+    check_weights(found, policy.state_dict(), source=str(weights))
+    policy.load_state_dict(found)
+    if sum(p.numel() for p in policy.parameters()) != card["parameters"]:
+        raise WrongCheckpointError(f"{weights}: not the size its card states")
+    return policy.eval(), card

@@ -5,14 +5,16 @@ through the whole policy with gradients (PPO's update, over 3,200-step meta-epis
 and stepping it while acting (one step for a whole batch of envs). Both are timed for
 every core in turns within each round, and reported as ratios to the card's SSM. For
 the diagonal SSM stack the sequence path is also run as the recurrence, one step at a
-time, beside the resettable scan it trains with. Chapter 7.
+time, beside the resettable scan it trains with; and the LSTM's update runs once more
+with oneDNN switched off, since torch's CPU LSTM (unlike its GRU) has a fused oneDNN
+kernel. Chapter 7.
 """
 
 from __future__ import annotations
 
 import torch
 
-from ..report.timing import speedup, time_rounds, torch_threads
+from ..report.timing import load_average, speedup, time_rounds, torch_threads
 
 __all__ = ["bench_memory"]
 
@@ -61,6 +63,13 @@ def _variants(seed: int) -> dict:
     variants = {f"train {c}": train(p) for c, p in policies.items()}
     variants |= {f"act {c}": act(p) for c, p in policies.items()}
     variants["train diag_ssm as recurrence"] = recurrence(policies["diag_ssm"])
+    lstm = train(policies["lstm"])
+
+    def lstm_without_onednn():
+        with torch.backends.mkldnn.flags(enabled=False):
+            lstm()
+
+    variants["train lstm without oneDNN"] = lstm_without_onednn
     return variants
 
 
@@ -71,7 +80,7 @@ def bench_memory(args) -> dict:
     rounds; the diagonal stack's scan against its recurrence (chapter 7)."""
     from ..models.memory import MEMORY_CORES
 
-    rounds = getattr(args, "rounds", 3)
+    rounds, load = getattr(args, "rounds", 5), load_average()
     with torch_threads(1):
         times = time_rounds(_variants(args.seed), rounds=rounds)
     rows = []
@@ -90,8 +99,20 @@ def bench_memory(args) -> dict:
         )
     scan = speedup(times, "train diag_ssm as recurrence", "train diag_ssm")
     return {
+        "command": f"python -m ssm_metarl bench memory --seed {args.seed}",
+        "load_average_before": load,
         "sequence_length": LENGTH,
+        "train_batch": TRAIN_BATCH,
+        "act_batch": ACT_BATCH,
         "rounds": rounds,
+        "diag_ssm_trains_faster_than": {
+            core: speedup(times, f"train {core}", "train diag_ssm").to_dict()
+            for core in MEMORY_CORES
+            if core != "diag_ssm"
+        },
         "cores": rows,
         "diag_ssm_scan_vs_recurrence": scan.to_dict(),
+        "lstm_onednn_vs_without": speedup(
+            times, "train lstm without oneDNN", "train lstm"
+        ).to_dict(),
     }

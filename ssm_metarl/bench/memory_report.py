@@ -132,10 +132,9 @@ def mean_curve(cards: list[dict], points: int = 100, width: int = 5) -> dict:
     curves = [training_curve(c) for c in cards]
     for c in curves:
         returns = np.nan_to_num(c["return"], nan=0.0)
-        c["smooth"] = np.convolve(returns, np.ones(width) / width, mode="valid")
-        c["x_steps"], c["x_seconds"] = (
-            c[k][width - 1 :] for k in ("env_steps", "seconds")
-        )
+        w = min(width, returns.size)  # a short log is smoothed over all of it
+        c["smooth"] = np.convolve(returns, np.ones(w) / w, mode="valid")
+        c["x_steps"], c["x_seconds"] = (c[k][w - 1 :] for k in ("env_steps", "seconds"))
     out = {}
     for axis in ("steps", "seconds"):
         grid = np.linspace(0, max(c[f"x_{axis}"][-1] for c in curves), points + 1)[1:]

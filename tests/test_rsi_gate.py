@@ -209,3 +209,13 @@ def test_the_card_tables_rsi_rows_score_the_model_in_use_after_each_cycle():
                         {"cycle": 2, "path": "run/cycle_002.pth"}]}
     assert [rsi_model_after(card, n) for n in (0, 1, 2, 3)] == [
         "run/initial", "run/cycle_000", "run/cycle_000", "run/cycle_002"]
+
+
+@pytest.mark.parametrize("start, message", [("no_such_model.pth", "not in models/"),
+                                            ("rsi_goal_climb_s0.pth", "no train_config")])
+def test_rsi_baseline_refuses_a_run_whose_start_it_cannot_repeat(start, message, capsys, tmp_path):
+    card = tmp_path / "run.json"
+    card.write_text(json.dumps({"name": "run", "history": [], "rsi_config": {}, "initial_model": start}))
+    with pytest.raises(SystemExit) as exit_:
+        main(["rsi-baseline", "--run", str(card), "--ship", str(tmp_path / "b")])
+    assert exit_.value.code == 2 and message in capsys.readouterr().err

@@ -16,7 +16,21 @@ import numpy as np
 from ..report.stats import Estimate, difference_ci
 from ..report.two_level import two_level_ci, two_level_difference
 
-__all__ = ["climb_rows", "acceptance_gains", "candidate_points", "same_compute"]
+__all__ = [
+    "climb_rows",
+    "acceptance_gains",
+    "candidate_points",
+    "same_compute",
+    "p_text",
+]
+
+
+def p_text(p: float | None) -> str:
+    """A p-value as the tables print it: four decimals, and "< 0.0001" below that
+    (the sign-flip test's own resolution is 1 / 20,001). Chapter 5."""
+    if p is None:
+        return "-"
+    return "< 0.0001" if p < 1e-4 else f"{p:.4f}"
 
 
 def _best(cycle: dict) -> dict | None:
@@ -35,7 +49,7 @@ def climb_rows(card: dict) -> list[tuple]:
                 cycle["cycle"],
                 Estimate(**cycle["validation"]),
                 Estimate(**best["improvement"]) if best else "none scored",
-                f"{best['p_value']:.4f}" if best and "p_value" in best else "-",
+                p_text(best.get("p_value")) if best else "-",
                 "accepted" if cycle["accepted"] is not None else "kept",
                 Estimate(**cycle["test"]),
             )

@@ -156,6 +156,17 @@ def check_baseline(args: argparse.Namespace) -> None:
         raise ValueError(
             f"--run {path} is not an rsi --ship card (no {', '.join(sorted(missing))})"
         )
+    from ..io.artifacts import load_card
+    from .baseline import start_hyperparameters
+
+    start = Path(run["initial_model"]).stem
+    try:
+        start_hyperparameters(load_card(start))
+    except FileNotFoundError:
+        raise ValueError(
+            f"--run {path} starts from {start}, which is not in models/: the baseline "
+            "trains the run's own start"
+        ) from None
 
 
 def add_parsers(sub) -> None:

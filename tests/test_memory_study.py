@@ -142,7 +142,7 @@ def test_the_memory_command_appends_its_run_to_the_history_and_writes_the_summar
     (runs / "meta_random_gru_s0.json").write_text(json.dumps(card))
     history = {"env_steps": [1000, 2000], "seconds": [1.0, 2.0], "mean_return": [20.0, 30.0]}
     flip = {"task": "flip_physics", "core": "gru", "seed": 0, "seconds": 1.0, "history": history,
-            "test_returns": list(range(32))}
+            "test_returns": list(range(32)), "ood_returns": {"held-out physics": list(range(48))}}
     (runs / "flip_physics_gru_s0.json").write_text(json.dumps(flip))
     (tmp_path / "memory.json").write_text(json.dumps({"history": [{"command": "earlier", "wall_seconds": 60.0}]}))
     args = ["memory", "--root", str(tmp_path), "--seeds", "1", "--cores", "gru", "--workers", "1"]
@@ -154,6 +154,7 @@ def test_the_memory_command_appends_its_run_to_the_history_and_writes_the_summar
     summary = read_summary(tmp_path / "summary.json")
     assert [r["core"] for r in summary["tasks"]["flip_physics"]] == ["gru"]
     assert summary["tasks"]["flip_physics"][0]["mean"].mean == pytest.approx(15.5)
+    assert summary["tasks"]["flip_physics"][0]["ood"]["held-out physics"].mean == pytest.approx(23.5)
 
 
 def test_bench_memory_times_every_memory_side_by_side(monkeypatch):

@@ -1,6 +1,8 @@
 """Chapter 7's PPO over meta-episodes: GAE cut at trial ends, a short training run that
 moves the policy, evaluation by trial."""
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -56,3 +58,7 @@ def test_a_memory_study_unit_trains_scores_and_reads_back(tmp_path, monkeypatch)
     assert np.array(card["test_trials"]).shape == (4, 16) and set(card["ood_trials"]) == set(study.OOD)
     assert (tmp_path / "runs" / "meta_random_gru_s0.pth").exists()
     assert study.run_unit(unit, tmp_path) == card  # a finished unit is read back, not retrained
+    path = tmp_path / "runs" / "meta_random_gru_s0.json"
+    path.write_text(json.dumps({k: v for k, v in card.items() if k != "ood_trials"}))
+    assert study.run_unit(unit, tmp_path) == card  # missing OOD scores come from the weights
+    assert json.loads(path.read_text()) == card

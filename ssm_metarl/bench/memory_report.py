@@ -52,6 +52,8 @@ def score_matrix(cards: list[dict], ood: str | None = None) -> np.ndarray:
     trials), or of every flip+physics test task; `ood` picks an out-of-distribution
     set (chapter 7)."""
     if "test_returns" in cards[0]:
+        if ood:
+            return np.array([c["ood_returns"][ood] for c in cards])
         return np.array([c["test_returns"] for c in cards])
     key = (lambda c: c["ood_trials"][ood]) if ood else (lambda c: c["test_trials"])
     return np.array([np.asarray(key(c)).sum(axis=1) for c in cards])
@@ -175,6 +177,10 @@ def summarize(root) -> dict:
                 solve=[steps_to_solve(c) for c in cards],
                 curve=mean_curve(cards),
                 seconds=[c["seconds"] for c in cards],
+                ood={
+                    name: _estimate(two_level_ci(score_matrix(cards, name)))
+                    for name in cards[0].get("ood_returns", {})
+                },
             )
             for key in ("mean", "iqm", "vs_best"):
                 row[key] = _estimate(row[key])

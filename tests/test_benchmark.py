@@ -53,7 +53,7 @@ def test_torch_threads_restores_the_thread_count_even_on_error():
 
 def test_available_lists_exactly_the_bench_functions():
     expected = sorted(name[len("bench_"):] for name in dir(benchmark) if name.startswith("bench_"))
-    assert benchmark.available() == expected == ["maml", "rl", "rollout", "ssm"]
+    assert benchmark.available() == expected == ["maml", "memory", "rl", "rollout", "ssm"]
     assert all(callable(getattr(benchmark, f"bench_{name}")) for name in expected)
 
 

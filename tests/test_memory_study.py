@@ -31,6 +31,7 @@ def write_cards(root, task, core, level, learns=0.0, seeds=3, variant=""):
         trials = level + learns * np.linspace(0, 1, 16) + rng.normal(0, 0.01, (20, 16))
         card = {"task": task, "core": core, "seed": seed, "variant": variant, "parameters": 6744,
                 "test_trials": trials.tolist(), "ood_trials": {"pole 1.0": trials.tolist()}, "seconds": 1.0,
+                "greedy_trials": (trials + 0.1).tolist(),
                 "curve": [{"env_steps": 1000 * (k + 1), "seconds": k + 1.0, "return": 16 * level * (k + 1) / 4}
                           for k in range(8)]}
         (runs / f"{Unit(task, core, seed, variant).name}.json").write_text(json.dumps(card))
@@ -95,6 +96,8 @@ def test_summarize_ranks_tasks_and_reads_variants_back_as_estimates(tmp_path, mo
     assert best["core"] == "lstm" and best["improvement"] is None and isinstance(best["mean"], Estimate)
     assert other["improvement"].mean == 1.0 and other["vs_best"].high < 0
     assert len(summary["meta_random"]["gru"]["trials"]) == 16
+    greedy = summary["meta_random"]["gru"]["greedy"]
+    assert greedy["score"].mean == pytest.approx(summary["meta_random"]["gru"]["score"].mean + 1.6)
     assert set(summary["meta_random"]["gru"]["ood"]) == {"pole 1.0"}
     uncut = summary["variants"]["uncut"]["lstm"]
     assert uncut["in_context"].low > 0.25 and uncut["vs_main"].high < 0  # it rises, but lower

@@ -20,6 +20,7 @@ from ..report.two_level import two_level_ci, two_level_difference
 __all__ = [
     "read_cards",
     "score_matrix",
+    "trial_array",
     "trial_curves",
     "in_context_gain",
     "ranking",
@@ -47,23 +48,35 @@ def read_cards(root, variant: str = "") -> dict[tuple[str, str], list[dict]]:
     return groups
 
 
+def trial_array(cards: list[dict], which: str | None = None) -> np.ndarray:
+    """(seeds, episodes, 16) trial returns: the test meta-episodes (`which` None),
+    the same played with greedy actions (`GREEDY`), or an out-of-distribution set
+    by name (chapter 7)."""
+    from .memory_study import GREEDY
+
+    def pick(card):
+        if which is None:
+            return card["test_trials"]
+        return card["greedy_trials"] if which == GREEDY else card["ood_trials"][which]
+
+    return np.array([pick(c) for c in cards])
+
+
 def score_matrix(cards: list[dict], ood: str | None = None) -> np.ndarray:
     """(seeds, items): the return of every test meta-episode (summed over its 16
-    trials), or of every flip+physics test task; `ood` picks an out-of-distribution
-    set (chapter 7)."""
+    trials), or of every flip+physics test task; `ood` picks another set (see
+    `trial_array`; ``FLIP_OOD`` on flip+physics). Chapter 7."""
     if "test_returns" in cards[0]:
         if ood:
             return np.array([c["ood_returns"][ood] for c in cards])
         return np.array([c["test_returns"] for c in cards])
-    key = (lambda c: c["ood_trials"][ood]) if ood else (lambda c: c["test_trials"])
-    return np.array([np.asarray(key(c)).sum(axis=1) for c in cards])
+    return trial_array(cards, ood).sum(axis=2)
 
 
 def trial_curves(cards: list[dict], ood: str | None = None) -> list:
     """Mean return of trial k (1..16) with a two-level CI over seeds and test
-    meta-episodes (chapter 7)."""
-    key = (lambda c: c["ood_trials"][ood]) if ood else (lambda c: c["test_trials"])
-    trials = np.array([key(c) for c in cards])  # (seeds, episodes, 16)
+    meta-episodes; `ood` as in `trial_array` (chapter 7)."""
+    trials = trial_array(cards, ood)
     return [two_level_ci(trials[:, :, k]) for k in range(trials.shape[2])]
 
 
@@ -71,8 +84,7 @@ def in_context_gain(cards: list[dict], ood: str | None = None):
     """Trial 16 minus the mean of trials 1-3 of the same meta-episode, with a
     two-level CI: above 0 means the policy does better once it has seen the task
     (chapter 7)."""
-    key = (lambda c: c["ood_trials"][ood]) if ood else (lambda c: c["test_trials"])
-    trials = np.array([key(c) for c in cards])
+    trials = trial_array(cards, ood)
     return two_level_ci(trials[:, :, -1] - trials[:, :, :3].mean(axis=2))
 
 
@@ -209,12 +221,20 @@ def summarize(root) -> dict:
 
 
 def _meta_random(cards: list[dict], ood: dict) -> dict:
-    """A meta-CartPole group's score, per-trial curve and in-context gains."""
+    """A meta-CartPole group's score, per-trial curve and in-context gains, with
+    sampled actions, with greedy ones, and out of distribution."""
+    from .memory_study import GREEDY
+
     return {
         "seeds": len(cards),
         "score": _estimate(two_level_ci(score_matrix(cards))),
         "trials": [_estimate(e) for e in trial_curves(cards)],
         "in_context": _estimate(in_context_gain(cards)),
+        "greedy": {
+            "score": _estimate(two_level_ci(score_matrix(cards, GREEDY))),
+            "trials": [_estimate(e) for e in trial_curves(cards, GREEDY)],
+            "in_context": _estimate(in_context_gain(cards, GREEDY)),
+        },
         "ood": {
             name: {
                 "score": _estimate(two_level_ci(score_matrix(cards, name))),

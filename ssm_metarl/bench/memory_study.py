@@ -31,6 +31,7 @@ from pathlib import Path
 
 __all__ = [
     "FLIP_OOD",
+    "GREEDY",
     "TASKS",
     "SEEDS",
     "VARIANTS",
@@ -76,6 +77,8 @@ EXTRA = (
     ("meta_random", "lstm", "50k"),
 )
 
+#: The name `memory_report` gives the test meta-episodes played with greedy actions.
+GREEDY = "greedy actions"
 #: Out of distribution for the ``flip_physics`` units: chapter 3's held-out set of the
 #: family, 48 tasks with physics from the held-out ranges (half of them flipped).
 FLIP_OOD = "held-out physics"
@@ -154,19 +157,24 @@ def _train_meta(unit: Unit, policy) -> dict:
     return {"curve": rows, "checks": checks, "test_trials": trials.tolist()}
 
 
-def _ood_scores(task: str, policy) -> dict:
-    """A trained policy scored out of distribution (0 gradient steps): every `OOD`
-    meta-CartPole for ``meta_random``, the held-out physics for ``flip_physics``."""
+def _more_scores(task: str, policy) -> dict:
+    """A trained policy's scores beyond the test set, 0 gradient steps: for
+    ``meta_random`` the test meta-episodes again with greedy actions and every `OOD`
+    meta-CartPole; for ``flip_physics`` the held-out physics."""
     if task == "meta_random":
         from ..rl.meta_ppo import evaluate_trials
 
+        test = _meta_env(task)
         return {
+            "greedy_trials": evaluate_trials(
+                policy, test, TEST_EPISODES, TEST_SEED, greedy=True
+            ).tolist(),
             "ood_trials": {
                 label: evaluate_trials(
                     policy, _meta_env(task, **change), TEST_EPISODES, TEST_SEED
                 ).tolist()
                 for label, change in OOD.items()
-            }
+            },
         }
     if task == "flip_physics":
         from ..adapt.in_context import evaluate_in_context
@@ -178,10 +186,10 @@ def _ood_scores(task: str, policy) -> dict:
     return {}
 
 
-def _ood_complete(card: dict) -> bool:
-    """Whether `card` holds every out-of-distribution score its task has."""
+def _scores_complete(card: dict) -> bool:
+    """Whether `card` holds every score `_more_scores` gives its task."""
     if card["task"] == "meta_random":
-        return set(OOD) <= set(card.get("ood_trials", {}))
+        return set(OOD) <= set(card.get("ood_trials", {})) and "greedy_trials" in card
     if card["task"] == "flip_physics":
         return FLIP_OOD in card.get("ood_returns", {})
     return True
@@ -209,8 +217,8 @@ def _train_flip(unit: Unit, policy) -> dict:
 
 def run_unit(unit: Unit, root) -> dict:
     """Train and score one unit (one torch thread), or read its card back; the card.
-    A card read back without all of its task's out-of-distribution scores gets them
-    from its weights, with no training (chapter 7)."""
+    A card read back without all of its task's scores (greedy, out of distribution)
+    gets them from its weights, with no training (chapter 7)."""
     import torch
 
     from ..io.atomic import save_json
@@ -221,9 +229,9 @@ def run_unit(unit: Unit, root) -> dict:
     torch.set_num_threads(1)
     if card_path.exists():
         card = json.loads(card_path.read_text())
-        if not _ood_complete(card):  # scored from the shipped weights, no training
+        if not _scores_complete(card):  # scored from the shipped weights, no training
             policy, _ = load_unit(root, unit.name)
-            card = rounded({**card, **_ood_scores(card["task"], policy)})
+            card = rounded({**card, **_more_scores(card["task"], policy)})
             save_json(card_path, card)
         return card
     torch.manual_seed(unit.seed)
@@ -235,7 +243,7 @@ def run_unit(unit: Unit, root) -> dict:
     start = time.perf_counter()
     train = _train_flip if unit.task == "flip_physics" else _train_meta
     measured = train(unit, policy)
-    measured |= _ood_scores(unit.task, policy)
+    measured |= _more_scores(unit.task, policy)
     runs.mkdir(parents=True, exist_ok=True)
     torch.save(policy.state_dict(), runs / f"{unit.name}.pth")
     card = {

@@ -235,8 +235,11 @@ class SharedStudy:
                 )
             except self.optuna.exceptions.UpdateFinishedTrialError:
                 continue
-            if won:
-                return self.optuna.Trial(self.study, trial_id)
+            if won:  # ours now; reading it back may meet a restarting database too
+                return self._retry(
+                    lambda i=trial_id: self.optuna.Trial(self.study, i),
+                    "reading a claimed trial",
+                )
         return None
 
     def fail_stale(self, round_id: str, stale_seconds: float) -> list:

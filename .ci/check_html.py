@@ -21,8 +21,8 @@ and, for a chapter (``book/NN_*.html``), when it lacks
 With ``--navigation`` (CI's default), a chapter must also let a reader find their way:
 
 - a section titled "In short" with text;
-- chapters 1 and up: its number in the title and in the sidebar ("3. MAML..."), and
-  every figure numbered within the chapter ("Fig. 3.2");
+- chapters 1 and up: its number in the sidebar ("3. MAML..."), every section heading
+  numbered within it ("3.4. ..."), and every figure too ("Fig. 3.2");
 - at least one link to another chapter in its text;
 - a button that opens its paired notebook in Colab, and a download of the notebook as
   executed (the file present in the site);
@@ -66,6 +66,7 @@ def _section(soup, title: str):
     """The <section> whose heading reads ``title`` (the anchor's pilcrow ignored), or None."""
     for heading in soup.find_all(re.compile(r"^h[1-6]$")):
         text = heading.get_text(" ", strip=True).replace("#", "").replace("¶", "").strip()
+        text = re.sub(r"^\d+(\.\d+)*\.\s*", "", text)  # a numbered section: "3.4. "
         if text == title:
             return heading.find_parent("section")
     return None
@@ -116,11 +117,17 @@ def check_navigation(name: str, html: str, number: int) -> list[str]:
     if summary is None or len(summary.get_text(" ", strip=True)) <= len(SUMMARY_TITLE):
         problems.append(f"{name}: no section titled {SUMMARY_TITLE!r} with text")
     if number >= 1:
-        title = _number(article.find("h1"))
-        if title != f"{number}.":
-            problems.append(f"{name}: the title is not numbered {number}. (found {title!r})")
+        for heading in article.find_all("h2"):
+            label = _number(heading)
+            if not label.startswith(f"{number}."):
+                text = heading.get_text(" ", strip=True)[:40]
+                problems.append(f"{name}: section {text!r} is not numbered {number}.k")
         own = Path(name).name
-        side = [a for a in soup.select("nav.bd-docs-nav a[href]") if a["href"].split("#")[0].endswith(own)]
+        side = [
+            a
+            for a in soup.select("nav.bd-docs-nav a[href]")
+            if a["href"] == "#" or a["href"].split("#")[0].endswith(own)
+        ]
         if not side or not side[0].get_text(" ", strip=True).startswith(f"{number}."):
             problems.append(f"{name}: the sidebar does not number this chapter {number}.")
         for caption in article.select("figcaption"):

@@ -3,11 +3,14 @@ author-year citations in the chapters (``bibtex_reference_style: author_year``).
 
 sphinxcontrib-bibtex's recipe for a custom label: a pybtex formatting style whose label
 style is registered as a pybtex plugin; ``_config.yml`` selects it with
-``bibtex_default_style``. Two works with the same label (two "Gu et al., 2022") keep it:
-the citations in the text cannot tell them apart either, and their titles do.
+``bibtex_default_style``. Two works with the same label (two "Gu et al., 2022") get
+"2022a" and "2022b": Sphinx needs every label once.
 """
 
 from __future__ import annotations
+
+import string
+from collections import Counter
 
 from pybtex.plugin import register_plugin
 from pybtex.style.formatting.unsrt import Style as UnsrtStyle
@@ -33,8 +36,14 @@ def _author_year(entry) -> str:
 
 class AuthorYearLabelStyle(BaseLabelStyle):
     def format_labels(self, sorted_entries):
-        for entry in sorted_entries:
-            yield _author_year(entry)
+        labels = [_author_year(entry) for entry in sorted_entries]
+        repeated = {label for label, n in Counter(labels).items() if n > 1}
+        seen: Counter = Counter()
+        for label in labels:
+            if label in repeated:
+                seen[label] += 1
+                label += string.ascii_lowercase[seen[label] - 1]
+            yield label
 
 
 class AuthorYearStyle(UnsrtStyle):

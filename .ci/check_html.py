@@ -18,6 +18,17 @@ and, for a chapter (``book/NN_*.html``), when it lacks
 - a section titled "Exercises" that holds at least one collapsed solution
   (an ``{admonition}`` with ``:class: dropdown``, or a ``{toggle}``).
 
+With ``--navigation`` (CI's default), a chapter must also let a reader find their way:
+
+- a section titled "In short" with text;
+- chapters 1 and up: its number in the sidebar ("3. MAML..."), every section heading
+  numbered within it ("3.4. ..."), and every figure too ("Fig. 3.2");
+- at least one link to another chapter in its text;
+- a button that opens its paired notebook in Colab, and a download of the notebook as
+  executed (the file present in the site);
+- every table inside a box that scrolls sideways (narrow screens reach every column),
+  and no table cell cut short with "..." or "…".
+
 ``tests/test_book.py`` tests these rules on small synthetic pages.
 """
 from __future__ import annotations
@@ -31,6 +42,7 @@ from bs4 import BeautifulSoup
 
 WIDTH = 90
 RESULTS_TITLE = "What we measured"
+SUMMARY_TITLE = "In short"
 EXERCISES_TITLE = "Exercises"
 CHAPTER = re.compile(r"^\d\d_.*\.html$")
 FORBIDDEN = [
@@ -54,6 +66,7 @@ def _section(soup, title: str):
     """The <section> whose heading reads ``title`` (the anchor's pilcrow ignored), or None."""
     for heading in soup.find_all(re.compile(r"^h[1-6]$")):
         text = heading.get_text(" ", strip=True).replace("#", "").replace("¶", "").strip()
+        text = re.sub(r"^\d+(\.\d+)*\.\s*", "", text)  # a numbered section: "3.4. "
         if text == title:
             return heading.find_parent("section")
     return None
@@ -88,7 +101,64 @@ def check_page(name: str, html: str, chapter: bool, width: int = WIDTH) -> list[
     return problems
 
 
-def check_site(html_dir: Path, width: int = WIDTH) -> list[str]:
+def _number(node) -> str:
+    """The text of the section or caption number inside ``node`` ("3." / "Fig. 3.2")."""
+    found = node.select_one(".section-number, .caption-number") if node else None
+    return found.get_text(strip=True) if found else ""
+
+
+def check_navigation(name: str, html: str, number: int) -> list[str]:
+    """What keeps a reader of chapter ``number`` (page ``name``) from finding their way."""
+    soup = BeautifulSoup(html, "html.parser")
+    main = soup.find(id="main-content") or soup.find("main") or soup
+    article = main.select_one("article") or main
+    problems = []
+    summary = _section(main, SUMMARY_TITLE)
+    if summary is None or len(summary.get_text(" ", strip=True)) <= len(SUMMARY_TITLE):
+        problems.append(f"{name}: no section titled {SUMMARY_TITLE!r} with text")
+    if number >= 1:
+        for heading in article.find_all("h2"):
+            label = _number(heading)
+            if not label.startswith(f"{number}."):
+                text = heading.get_text(" ", strip=True)[:40]
+                problems.append(f"{name}: section {text!r} is not numbered {number}.k")
+        own = Path(name).name
+        side = [
+            a
+            for a in soup.select("nav.bd-docs-nav a[href]")
+            if a["href"] == "#" or a["href"].split("#")[0].endswith(own)
+        ]
+        if not side or not side[0].get_text(" ", strip=True).startswith(f"{number}."):
+            problems.append(f"{name}: the sidebar does not number this chapter {number}.")
+        for caption in article.select("figcaption"):
+            label = _number(caption)
+            if label and not label.startswith(f"Fig. {number}."):
+                problems.append(f"{name}: figure {label!r} is not numbered within chapter {number}")
+    own = Path(name).name
+    stem = own.removesuffix(".html")
+    hrefs = [a["href"] for a in soup.select("a[href]")]
+    if not any("colab.research.google.com" in h and h.endswith(f"notebooks/{stem}.ipynb") for h in hrefs):
+        problems.append(f"{name}: no button that opens notebooks/{stem}.ipynb in Colab")
+    if not any(h.endswith(f"_static/executed/{stem}.ipynb") for h in hrefs):
+        problems.append(f"{name}: no download of the executed notebook")
+    links = {
+        a["href"].split("#")[0].split("/")[-1]
+        for a in article.select("a[href]")
+        if not a.find_parent(class_="prev-next-area")
+    }
+    if not any(CHAPTER.match(link) and link != own for link in links):
+        problems.append(f"{name}: no link to another chapter in its text")
+    for table in article.find_all("table"):
+        if not table.find_parent(class_="pst-scrollable-table-container"):
+            problems.append(f"{name}: a table outside a scrolling box: {table.get_text(' ', strip=True)[:50]!r}")
+        for cell in table.find_all(["td", "th"]):
+            text = cell.get_text(" ", strip=True)
+            if text.endswith(("...", "…")):
+                problems.append(f"{name}: a table cell is cut short: {text[-50:]!r}")
+    return problems
+
+
+def check_site(html_dir: Path, width: int = WIDTH, navigation: bool = False) -> list[str]:
     pages = sorted((html_dir / "book").glob("*.html"))
     if not pages:
         return [f"{html_dir}: no pages under book/ (was the book built?)"]
@@ -97,7 +167,13 @@ def check_site(html_dir: Path, width: int = WIDTH) -> list[str]:
     problems = []
     for page in pages:
         name = page.relative_to(html_dir).as_posix()
-        problems += check_page(name, page.read_text(encoding="utf-8"), bool(CHAPTER.match(page.name)), width)
+        html = page.read_text(encoding="utf-8")
+        problems += check_page(name, html, bool(CHAPTER.match(page.name)), width)
+        if navigation and CHAPTER.match(page.name):
+            problems += check_navigation(name, html, int(page.name[:2]))
+            executed = html_dir / "_static" / "executed" / f"{page.stem}.ipynb"
+            if not executed.is_file():
+                problems.append(f"{name}: the executed notebook {executed} is missing")
     return problems
 
 
@@ -105,8 +181,10 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("html_dir", nargs="?", default="_build/html", type=Path)
     parser.add_argument("--width", type=int, default=WIDTH, help="widest line a code box shows (characters)")
+    parser.add_argument("--no-navigation", dest="navigation", action="store_false",
+                        help="skip the checks of numbering, links, summaries and tables")
     args = parser.parse_args(argv)
-    problems = check_site(args.html_dir, args.width)
+    problems = check_site(args.html_dir, args.width, args.navigation)
     for problem in problems:
         print(problem)
     print(f"check_html: {len(problems)} problem(s) in {args.html_dir}", file=sys.stderr)

@@ -44,12 +44,15 @@ def test_config_executes_and_fails_loudly():
 
 def test_toc_lists_exactly_the_chapters():
     toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
-    listed = [entry["file"] for entry in toc["chapters"]]
+    listed = [entry["file"] for part in toc["parts"] for entry in part["chapters"]]
     numbered = [f for f in listed if re.match(r"book/\d\d_", f)]
     assert numbered == sorted(numbered), "chapters must appear in numeric order"
     assert set(numbered) == {f"book/{md.stem}" for md in CHAPTERS}
     for f in [toc["root"], *listed]:
         assert (ROOT / f"{f}.md").is_file(), f
+    # the numbered part numbers its chapters 1, 2, ...: the numbers the text uses
+    (part,) = [p for p in toc["parts"] if p.get("numbered")]
+    assert [e["file"] for e in part["chapters"]] == [f"book/{md.stem}" for md in CHAPTERS[1:]]
 
 
 @pytest.mark.parametrize("md", CHAPTERS, ids=lambda p: p.stem)
@@ -329,10 +332,46 @@ def test_checker_on_a_site(tmp_path):
     assert check_html.main([str(tmp_path)]) == 1
 
 
+NAV_PAGE = """<html><body><nav class="bd-docs-nav"><a href="#">3. MAML</a></nav>
+<a href="https://colab.research.google.com/github/o/r/blob/main/notebooks/03_maml.ipynb">Colab</a>
+<a href="../_static/executed/03_maml.ipynb">.ipynb</a>
+<main id="main-content"><article><section><h1>MAML</h1>
+<p>As in <a href="02_cartpole_tasks.html#x">chapter 2</a>.</p>
+<figure><figcaption><p><span class="caption-number">Fig. 3.1 </span>A curve.</p></figcaption></figure>
+<div class="pst-scrollable-table-container"><table><tr><td>a</td><td>b</td></tr></table></div>
+<section><h2><span class="section-number">3.1. </span>In short</h2><ul><li>MAML adapts: 3.1 points.</li></ul></section>
+</section></article><div class="prev-next-area"><a href="04_next.html">next</a></div></main></body></html>"""
+
+
+def test_navigation_rules_accept_a_findable_chapter_and_name_each_lapse():
+    nav = check_html.check_navigation
+    assert nav("book/03_maml.html", NAV_PAGE, 3) == []
+    assert nav("book/03_maml.html", NAV_PAGE.replace("In short", "Summary"), 3) == [
+        "book/03_maml.html: no section titled 'In short' with text"
+    ]
+    assert "is not numbered 3.k" in nav("book/03_maml.html", NAV_PAGE.replace('"section-number">3.1. ', '"section-number">'), 3)[0]
+    assert "sidebar does not number" in nav("book/03_maml.html", NAV_PAGE.replace(">3. MAML</a>", ">MAML</a>"), 3)[0]
+    assert "not numbered within chapter 3" in nav("book/03_maml.html", NAV_PAGE.replace("Fig. 3.1", "Fig. 18"), 3)[0]
+    # the only link left is the page's own and the next-page button: neither counts
+    lonely = NAV_PAGE.replace("02_cartpole_tasks.html#x", "03_maml.html#y")
+    assert nav("book/03_maml.html", lonely, 3) == ["book/03_maml.html: no link to another chapter in its text"]
+    bare = NAV_PAGE.replace('<div class="pst-scrollable-table-container">', "<div>")
+    assert "a table outside a scrolling box" in nav("book/03_maml.html", bare, 3)[0]
+    cut = NAV_PAGE.replace("<td>b</td>", "<td>moved the weights by mo...</td>")
+    assert "a table cell is cut short" in nav("book/03_maml.html", cut, 3)[0]
+    # chapter 0 stands outside the numbered part: no numbers asked of it
+    tour = NAV_PAGE.replace('"section-number">3.1. ', '"section-number">').replace("Fig. 3.1", "Fig. 1")
+    assert nav("book/00_quick_tour.html", tour.replace("03_maml.ipynb", "00_quick_tour.ipynb"), 0) == []
+    launchless = NAV_PAGE.replace("colab.research.google.com", "example.org")
+    assert nav("book/03_maml.html", launchless, 3) == [
+        "book/03_maml.html: no button that opens notebooks/03_maml.ipynb in Colab"
+    ]
+
+
 def test_each_script_is_written_once_per_page():
     # Sphinx 7.4 adds body-only scripts twice (filename None and ''): a second
     # `const THEBE_JS_URL` throws in the browser. _ext/unique_scripts.py keeps one of each.
-    assert CONFIG["sphinx"]["local_extensions"] == {"unique_scripts": "_ext"}
+    assert CONFIG["sphinx"]["local_extensions"]["unique_scripts"] == "_ext"
     sys.path.insert(0, str(ROOT / "_ext"))
     try:
         from unique_scripts import unique_scripts

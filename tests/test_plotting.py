@@ -138,3 +138,20 @@ def test_glue_figure_without_myst_nb_displays_and_closes(monkeypatch):
     fig, _ = plt.subplots()
     glue_figure("fig_x", fig, show=True)
     assert shown == [fig] and not plt.fignum_exists(fig.number)
+
+
+def test_record_episode_draws_the_track_in_metres_and_the_goal():
+    from ssm_metarl.cartpole.animation import CENTRE, PIXELS_PER_METRE, TRACK_ROW, _track
+    from ssm_metarl.cartpole.tasks import CartPoleTask
+
+    blank = np.full((400, 600, 3), 255, dtype=np.uint8)
+    drawn = _track(blank, goal=1.0)
+    assert tuple(drawn[TRACK_ROW + 5, CENTRE]) == (0, 0, 0)  # the tick at 0 m
+    goal_x = int(CENTRE + PIXELS_PER_METRE)
+    assert tuple(drawn[TRACK_ROW - 60, goal_x]) == (213, 94, 0)  # the goal line at +1 m
+    assert (_track(blank, goal=None)[TRACK_ROW - 60] == 255).all()  # no goal, no line
+    task = CartPoleTask(goal=-1.2)
+    episode = record_episode(lambda obs: 0, task, seed=0, max_frames=2)
+    column = int(CENTRE - 1.2 * PIXELS_PER_METRE)
+    frame = episode.frames[0]  # cropped to rows 120-340: the line spans them
+    assert (frame[:, column - 1 : column + 2] == (213, 94, 0)).all(axis=-1).any()

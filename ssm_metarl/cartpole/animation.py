@@ -42,6 +42,7 @@ def record_episode(
     every: int = 1,
     max_frames: int = 100,
     band: tuple[int, int] = (120, 340),
+    goal: float | None = None,
 ) -> Episode:
     """Play one greedy episode of `policy` on `task` in a real Gymnasium environment,
     keeping every `every`-th frame.
@@ -50,8 +51,10 @@ def record_episode(
     it acts greedily and gets its previous action and reward as in `collect`. A plain
     function `act(observation) -> action` works too. Frames are Gymnasium's own
     `rgb_array` render (600 px wide), cropped to the rows `band` that hold the cart and
-    pole, and labelled with the step. At most `max_frames` are kept (plus the final
-    state); the episode plays to its end. Shown in chapter 2 (`02_cartpole_tasks`).
+    pole, and labelled with the step, with a scale of the track in metres. A goal
+    (`goal`, or the task's own when it has one) is drawn as a red line. At most
+    `max_frames` are kept (plus the final state); the episode plays to its end. Shown
+    in chapter 2 (`02_cartpole_tasks`).
     """
     if every < 1 or max_frames < 1:
         raise ValueError(
@@ -74,23 +77,57 @@ def record_episode(
             return int(prev_action[0])
     else:
         act = policy
-    env = make_env(CartPoleTask() if task is None else task, render_mode="rgb_array")
+    task = CartPoleTask() if task is None else task
+    goal = getattr(task, "goal", None) if goal is None else goal
+    env = make_env(task, render_mode="rgb_array")
+
+    def frame(text: str) -> np.ndarray:
+        return _label(_track(env.render(), goal)[band[0] : band[1]], text)
+
     try:
         obs, _ = env.reset(seed=seed)
         frames, total, t, done = [], 0.0, 0, False
         while not done:
             if t % every == 0 and len(frames) < max_frames:
-                frames.append(_label(env.render()[band[0] : band[1]], f"step {t}"))
+                frames.append(frame(f"step {t}"))
             obs, reward, terminated, truncated, _ = env.step(int(act(obs)))
             if act is not policy:
                 prev_reward = torch.tensor([float(reward)])
             total, t, done = total + float(reward), t + 1, terminated or truncated
         # the final state: the fallen pole, or the last step
         if len(frames) <= max_frames:
-            frames.append(_label(env.render()[band[0] : band[1]], f"step {t} (end)"))
+            frames.append(frame(f"step {t} (end)"))
     finally:
         env.close()
     return Episode(frames, total, t)
+
+
+#: Gymnasium's CartPole render: 600 px for the 4.8 m track, x = 0 at the centre, the
+#: track's line 100 px above the bottom of the 400 px image.
+PIXELS_PER_METRE, CENTRE, TRACK_ROW = 600 / 4.8, 300, 300
+
+
+def _track(frame: np.ndarray, goal: float | None) -> np.ndarray:
+    """Ticks every metre under the track, labelled, and the goal as a red line."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    image = Image.fromarray(np.ascontiguousarray(frame))
+    draw = ImageDraw.Draw(image)
+    try:
+        font = ImageFont.load_default(size=16)
+    except TypeError:  # Pillow < 10.1
+        font = ImageFont.load_default()
+    for metre in range(-2, 3):
+        x = CENTRE + metre * PIXELS_PER_METRE
+        draw.line([(x, TRACK_ROW), (x, TRACK_ROW + 10)], fill=(0, 0, 0), width=2)
+        draw.text((x - 12, TRACK_ROW + 12), f"{metre:+d} m", fill=(0, 0, 0), font=font)
+    if goal is not None and goal != 0:
+        x = CENTRE + goal * PIXELS_PER_METRE
+        draw.line(
+            [(x, TRACK_ROW - 170), (x, TRACK_ROW + 8)], fill=(213, 94, 0), width=3
+        )
+        draw.text((x + 5, TRACK_ROW - 170), "goal", fill=(213, 94, 0), font=font)
+    return np.asarray(image)
 
 
 def _label(frame: np.ndarray, text: str) -> np.ndarray:

@@ -29,7 +29,7 @@ def write_cards(root, task, core, level, learns=0.0, seeds=3, variant=""):
     runs.mkdir(parents=True, exist_ok=True)
     for seed in range(seeds):
         trials = level + learns * np.linspace(0, 1, 16) + rng.normal(0, 0.01, (20, 16))
-        card = {"task": task, "core": core, "seed": seed, "variant": variant, "parameters": 6744,
+        card = {"task": task, "core": core, "seed": seed, "variant": variant, "parameters": 6744, "width": 32,
                 "test_trials": trials.tolist(), "ood_trials": {"pole 1.0": trials.tolist()}, "seconds": 1.0,
                 "greedy_trials": (trials + 0.1).tolist(),
                 "curve": [{"env_steps": 1000 * (k + 1), "seconds": k + 1.0, "return": 16 * level * (k + 1) / 4}
@@ -144,7 +144,7 @@ def test_the_memory_command_appends_its_run_to_the_history_and_writes_the_summar
     card["ood_trials"] = {name: card["test_trials"] for name in OOD}
     (runs / "meta_random_gru_s0.json").write_text(json.dumps(card))
     history = {"env_steps": [1000, 2000], "seconds": [1.0, 2.0], "mean_return": [20.0, 30.0]}
-    flip = {"task": "flip_physics", "core": "gru", "seed": 0, "seconds": 1.0, "history": history,
+    flip = {"task": "flip_physics", "core": "gru", "seed": 0, "seconds": 1.0, "history": history, "width": 32,
             "test_returns": list(range(32)), "ood_returns": {"held-out physics": list(range(48))}}
     (runs / "flip_physics_gru_s0.json").write_text(json.dumps(flip))
     (tmp_path / "memory.json").write_text(json.dumps({"history": [{"command": "earlier", "wall_seconds": 60.0}]}))

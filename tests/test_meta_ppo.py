@@ -57,9 +57,10 @@ def test_a_memory_study_unit_trains_scores_and_reads_back(tmp_path, monkeypatch)
     assert card["name"] == "meta_random_gru_s0" and len(card["checks"]) >= 1
     assert np.array(card["test_trials"]).shape == (4, 16) and set(card["ood_trials"]) == set(study.OOD)
     assert np.array(card["greedy_trials"]).shape == (4, 16)
+    assert (card["input_dim"], card["inputs"], card["width"], card["parameters"]) == (7, "obs", 32, 6691)
     assert (tmp_path / "runs" / "meta_random_gru_s0.pth").exists()
     assert study.run_unit(unit, tmp_path) == card  # a finished unit is read back, not retrained
     path = tmp_path / "runs" / "meta_random_gru_s0.json"
-    path.write_text(json.dumps({k: v for k, v in card.items() if k not in ("ood_trials", "greedy_trials")}))
+    path.write_text(json.dumps({k: v for k, v in card.items() if k not in ("ood_trials", "greedy_trials", "width")}))
     assert study.run_unit(unit, tmp_path) == card  # missing OOD scores come from the weights
     assert json.loads(path.read_text()) == card

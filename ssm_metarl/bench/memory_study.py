@@ -186,6 +186,17 @@ def _more_scores(task: str, policy) -> dict:
     return {}
 
 
+def _architecture(policy) -> dict:
+    """What rebuilds the policy: `MemoryPolicy(core, input_dim, width=width,
+    inputs=inputs)`, and its size."""
+    return {
+        "input_dim": policy.input_dim,
+        "inputs": policy.inputs,
+        "width": policy.width,
+        "parameters": sum(p.numel() for p in policy.parameters()),
+    }
+
+
 def _scores_complete(card: dict) -> bool:
     """Whether `card` holds every score `_more_scores` gives its task."""
     if card["task"] == "meta_random":
@@ -229,9 +240,11 @@ def run_unit(unit: Unit, root) -> dict:
     torch.set_num_threads(1)
     if card_path.exists():
         card = json.loads(card_path.read_text())
-        if not _scores_complete(card):  # scored from the shipped weights, no training
+        if not _scores_complete(card) or "width" not in card:
+            # completed from the shipped weights, no training
             policy, _ = load_unit(root, unit.name)
-            card = rounded({**card, **_more_scores(card["task"], policy)})
+            more = {} if _scores_complete(card) else _more_scores(card["task"], policy)
+            card = rounded({**card, **_architecture(policy), **more})
             save_json(card_path, card)
         return card
     torch.manual_seed(unit.seed)
@@ -252,7 +265,7 @@ def run_unit(unit: Unit, root) -> dict:
         "core": unit.core,
         "seed": unit.seed,
         "variant": unit.variant,
-        "parameters": sum(p.numel() for p in policy.parameters()),
+        **_architecture(policy),
         "budget_env_steps": TASKS[unit.task]["steps"],
         "seconds": time.perf_counter() - start,
         **measured,
@@ -300,8 +313,13 @@ def load_unit(root, name: str):
         raise WrongCheckpointError(f"{card_path}: the card lacks {sorted(missing)}")
     size = VARIANTS.get(card.get("variant", ""), {}).get("target_params", 6744)
     inputs = "rl2" if card["task"] == "flip_physics" else "obs"
-    policy = MemoryPolicy(
-        card["core"], 7, target_params=size, inputs=inputs, seed=card["seed"]
+    policy = MemoryPolicy(  # the card's width if it states one, else its budget's
+        card["core"],
+        card.get("input_dim", 7),
+        width=card.get("width"),
+        target_params=size,
+        inputs=card.get("inputs", inputs),
+        seed=card["seed"],
     )
     weights = card_path.with_suffix(".pth")
     problem = inspect_torch_file(weights) if weights.is_file() else ("wrong", "none")

@@ -184,6 +184,12 @@ def figure_problems(figure) -> list[str]:
 
     An empty list means the figure may be glued into a chapter.
     """
+    if not hasattr(figure.canvas, "get_renderer"):
+        # Jupyter's inline backend leaves a figure drawn in an earlier cell with a bare
+        # canvas; an Agg one can lay it out again.
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+        FigureCanvasAgg(figure)
     figure.canvas.draw()  # lays out text and legends, so their extents are final
     width = figure.get_size_inches()[0]
     problems = []

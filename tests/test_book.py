@@ -532,3 +532,41 @@ def test_the_chapter_pattern_renders_as_the_checker_wants(tmp_path):
     assert html.count("<img") == 1, "the figure must appear once"
     assert re.search(r"<td><p>25\.0 \[22\.1, 28\.1\]</p></td>", html), "the results table must render as a table"
     assert "glue" not in html.split('id="what-we-measured"')[0].split("</h1>", 1)[1].replace("glue-", "").replace("pasted", "")
+
+
+# --- .ci/check_layout.py: the browser's measurements, on small synthetic pages ---
+
+def _browser_or_skip():
+    import importlib.util
+    import os
+
+    if shutil.which("chromium") and importlib.util.find_spec("playwright"):
+        return
+    if os.environ.get("CI") == "true":
+        pytest.fail("CI must run the layout check: install Chromium and Playwright")
+    pytest.skip("no Chromium or Playwright here")
+
+
+def test_layout_check_measures_length_code_figures_and_tables(tmp_path):
+    _browser_or_skip()
+    check_layout = _load("check_layout")
+    (tmp_path / "book").mkdir()
+    article = '<html><body><article class="bd-article" style="max-width:700px">{}</article></body></html>'
+    short = '<p>prose</p><div class="cell_input" style="height:100px">code</div><p style="height:400px">more</p>'
+    (tmp_path / "book" / "01_fine.html").write_text(article.format(short))
+    assert check_layout.check_site(tmp_path, screens=15, code_share=0.3) == []
+    long_page = '<div style="height:16000px">prose</div>'
+    codey = '<div class="cell_input" style="height:500px">code</div><p style="height:300px">prose</p>'
+    shrunk = '<img width="900" src="x.png" alt="fig" style="max-width:100%">'
+    table = '<table><tr><td style="white-space:nowrap">' + "wide cell " * 80 + "</td></tr></table>"
+    scrolled = f'<div style="overflow-x:auto">{table}</div>'
+    (tmp_path / "book" / "02_long.html").write_text(article.format(long_page))
+    (tmp_path / "book" / "03_code.html").write_text(article.format(codey))
+    (tmp_path / "book" / "04_figure.html").write_text(article.format(shrunk))
+    (tmp_path / "book" / "05_table.html").write_text(article.format(table))
+    (tmp_path / "book" / "06_scrolled.html").write_text(article.format(scrolled))
+    problems = check_layout.check_site(tmp_path, screens=15, code_share=0.3)
+    assert [p.split(":")[0] for p in problems] == [
+        "book/02_long.html", "book/03_code.html", "book/04_figure.html", "book/05_table.html"]
+    assert "screens at 1400 x 900" in problems[0] and "is code" in problems[1]
+    assert "drawn 900 px wide is shown at" in problems[2] and "nothing scrolls it" in problems[3]

@@ -41,7 +41,7 @@ MEASURE = """() => {
   }
   const shrunk = [];
   for (const img of article.querySelectorAll('img')) {
-    const drawn = parseFloat(img.getAttribute('width') || '0');
+    const drawn = parseFloat(img.style.width || img.getAttribute('width') || '0');
     if (drawn && img.clientWidth + 1 < drawn) shrunk.push([img.alt || img.src.slice(-30),
       drawn, img.clientWidth]);
   }

@@ -557,7 +557,7 @@ def test_layout_check_measures_length_code_figures_and_tables(tmp_path):
     assert check_layout.check_site(tmp_path, screens=15, code_share=0.3) == []
     long_page = '<div style="height:16000px">prose</div>'
     codey = '<div class="cell_input" style="height:500px">code</div><p style="height:300px">prose</p>'
-    shrunk = '<img width="900" src="x.png" alt="fig" style="max-width:100%">'
+    shrunk = '<img src="x.png" alt="fig" style="width:900px; max-width:100%">'
     table = '<table><tr><td style="white-space:nowrap">' + "wide cell " * 80 + "</td></tr></table>"
     scrolled = f'<div style="overflow-x:auto">{table}</div>'
     (tmp_path / "book" / "02_long.html").write_text(article.format(long_page))

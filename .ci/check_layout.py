@@ -37,6 +37,8 @@ MEASURE = """() => {
   let code = 0;
   for (const block of blocks) {
     if (block.parentElement.closest('.cell_input, div[class^="highlight-"]')) continue;
+    // collapsed code (hide-input, a dropdown) shows as its toggle, counted as prose
+    if (block.closest('details:not([open])')) continue;
     code += block.getBoundingClientRect().height;
   }
   const shrunk = [];

@@ -553,7 +553,8 @@ def test_layout_check_measures_length_code_figures_and_tables(tmp_path):
     (tmp_path / "book").mkdir()
     article = '<html><body><article class="bd-article" style="max-width:700px">{}</article></body></html>'
     short = '<p>prose</p><div class="cell_input" style="height:100px">code</div><p style="height:400px">more</p>'
-    (tmp_path / "book" / "01_fine.html").write_text(article.format(short))
+    collapsed = '<details><summary>Show code</summary><div class="cell_input" style="height:3000px">x</div></details>'
+    (tmp_path / "book" / "01_fine.html").write_text(article.format(short + collapsed))
     assert check_layout.check_site(tmp_path, screens=15, code_share=0.3) == []
     long_page = '<div style="height:16000px">prose</div>'
     codey = '<div class="cell_input" style="height:500px">code</div><p style="height:300px">prose</p>'

@@ -2,9 +2,10 @@
 and against training seconds, SB3 from scratch against MAML's one step on held-out
 tasks, and the memory learners on flip+physics.
 
-Every figure is 8 in wide with 10 pt text and labels both axes in words; legends
-sit outside the axes, so they cover no data, and markers that share a budget are
-spread sideways, so none hides another. Taught in chapter 6 (``06_benchmarks``).
+Every figure is :data:`~ssm_metarl.bench.plots.WIDTH` wide, with 10 pt text, and
+labels both axes in words; legends sit outside the axes, so they cover no data, and
+markers that share a budget are spread sideways, so none hides another. Taught in
+chapter 6 (``06_benchmarks``).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import numpy as np
 from ..report.plotting import errorbar_ci
 from .peer_runs import TARGET
 from .peers_report import LABELS, curve_quantiles
+from .plots import WIDTH
 
 __all__ = ["plot_cartpole_curves", "plot_held_out", "plot_memory"]
 
@@ -23,7 +25,9 @@ def plot_cartpole_curves(peers: dict):
     seconds (right): median and quartiles over seeds per agent. Chapter 6."""
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(8, 3.8), sharey=True, layout="constrained")
+    fig, axes = plt.subplots(
+        1, 2, figsize=(WIDTH, 3.8), sharey=True, layout="constrained"
+    )
     for agent in ("our_ppo", "sb3_ppo", "sb3_dqn"):
         for ax, x in zip(axes, ("steps", "seconds")):
             grid, median, q25, q75 = curve_quantiles(peers, agent, x)
@@ -54,7 +58,7 @@ def plot_held_out(rows: list[dict], maml, support_steps: float):
     right and MAML on it, so no marker hides another. Chapter 6."""
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(8, 3.8), layout="constrained")
+    fig, ax = plt.subplots(figsize=(WIDTH, 3.8), layout="constrained")
     for algo, marker, shift in (("sb3_ppo", "o", -0.05), ("sb3_dqn", "s", 0.05)):
         mine = [r for r in rows if r["agent"] == algo]
         if mine:
@@ -88,7 +92,7 @@ def plot_memory(rows: list[dict]):
     95% CIs, one line per memory learner and its env steps. Chapter 6."""
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(8, 0.6 + 0.55 * len(rows)))
+    fig, ax = plt.subplots(figsize=(WIDTH, 0.6 + 0.55 * len(rows)))
     y = np.arange(len(rows))
     for i, r in enumerate(rows):
         e = r["return"]

@@ -183,7 +183,8 @@ def _unlabelled_axes(figure) -> list[str]:
 def figure_problems(figure) -> list[str]:
     """Every way ``figure`` breaks the book's figure style, one sentence each.
 
-    An empty list means the figure may be glued into a chapter.
+    An empty list means the figure may be glued into a chapter; every figure from
+    chapter 0 on passes through it.
     """
     if not hasattr(figure.canvas, "get_renderer"):
         # Jupyter's inline backend leaves a figure drawn in an earlier cell with a bare

@@ -12,22 +12,28 @@ when a page
   (bookkeeping belongs in ``remove-cell`` cells; code is shown with ``{literalinclude}``);
 - shows output written to stderr (warnings and logging are plumbing, not results);
 
-and, for a chapter (``book/NN_*.html``), when it lacks
+and, for a chapter's last page, when it lacks
 
 - a section titled "What we measured" that holds a table with at least one row;
 - a section titled "Exercises" that holds at least one collapsed solution
   (an ``{admonition}`` with ``:class: dropdown``, or a ``{toggle}``).
 
-With ``--navigation`` (CI's default), a chapter must also let a reader find their way:
+A chapter is its first page, ``book/NN_slug.html``, and its section pages,
+``book/NN_K_slug.html``, numbered N.K in the book; its last page carries its conclusions.
+With ``--navigation`` (CI's default), every page must also let a reader find their way:
 
-- a section titled "In short" with text;
-- chapters 1 and up: its number in the sidebar ("3. MAML..."), every section heading
-  numbered within it ("3.4. ..."), and every figure too ("Fig. 3.2");
-- at least one link to another chapter in its text;
+- on a chapter's last page, a section titled "In short" with text;
+- chapters 1 and up: the page's number in the sidebar ("3. MAML...", "4.3. In-context..."),
+  every section heading numbered within it ("3.4. ...", "4.3.1. ..."), and every figure
+  numbered within the chapter ("Fig. 3.2");
+- on a chapter's first page, at least one link to another chapter in its text;
 - a button that opens its paired notebook in Colab, and a download of the notebook as
   executed (the file present in the site);
 - every table inside a box that scrolls sideways (narrow screens reach every column),
   and no table cell cut short with "..." or "…".
+
+``.ci/check_layout.py`` measures in a browser what HTML cannot tell: page length, code
+share, figure and table widths.
 
 ``tests/test_book.py`` tests these rules on small synthetic pages.
 """
@@ -44,7 +50,8 @@ WIDTH = 90
 RESULTS_TITLE = "What we measured"
 SUMMARY_TITLE = "In short"
 EXERCISES_TITLE = "Exercises"
-CHAPTER = re.compile(r"^\d\d_.*\.html$")
+CHAPTER = re.compile(r"^\d\d_.*\.html$")  # any page of a chapter
+SECTION = re.compile(r"^(?P<chapter>\d\d)_(?P<number>\d+)_")  # a section page, N.K
 FORBIDDEN = [
     (re.compile(r"\bglue(_\w+)?\("), "a glue call"),
     (re.compile(r"\binspect\.getsource\b"), "inspect.getsource"),
@@ -107,16 +114,31 @@ def _number(node) -> str:
     return found.get_text(strip=True) if found else ""
 
 
-def check_navigation(name: str, html: str, number: int) -> list[str]:
-    """What keeps a reader of chapter ``number`` (page ``name``) from finding their way."""
+def page_number(name: str) -> str:
+    """The number the book gives a page: "3" for 03_maml.html, "4.3" for 04_3_x.html."""
+    stem = Path(name).name
+    section = SECTION.match(stem)
+    if section:
+        return f"{int(section['chapter'])}.{int(section['number'])}"
+    return str(int(stem[:2]))
+
+
+def check_navigation(
+    name: str, html: str, number: int | str, last: bool = True, first: bool = True
+) -> list[str]:
+    """What keeps a reader of page ``name``, numbered ``number`` ("3", "4.3"), from
+    finding their way. ``last``: the chapter's last page (its conclusions); ``first``:
+    its first page."""
     soup = BeautifulSoup(html, "html.parser")
     main = soup.find(id="main-content") or soup.find("main") or soup
     article = main.select_one("article") or main
     problems = []
+    number = str(number)
+    chapter = int(number.split(".")[0])
     summary = _section(main, SUMMARY_TITLE)
-    if summary is None or len(summary.get_text(" ", strip=True)) <= len(SUMMARY_TITLE):
+    if last and (summary is None or len(summary.get_text(" ", strip=True)) <= len(SUMMARY_TITLE)):
         problems.append(f"{name}: no section titled {SUMMARY_TITLE!r} with text")
-    if number >= 1:
+    if chapter >= 1:
         for heading in article.find_all("h2"):
             label = _number(heading)
             if not label.startswith(f"{number}."):
@@ -128,12 +150,12 @@ def check_navigation(name: str, html: str, number: int) -> list[str]:
             for a in soup.select("nav.bd-docs-nav a[href]")
             if a["href"] == "#" or a["href"].split("#")[0].endswith(own)
         ]
-        if not side or not side[0].get_text(" ", strip=True).startswith(f"{number}."):
-            problems.append(f"{name}: the sidebar does not number this chapter {number}.")
+        if not side or not side[0].get_text(" ", strip=True).startswith(f"{number}. "):
+            problems.append(f"{name}: the sidebar does not number this page {number}.")
         for caption in article.select("figcaption"):
             label = _number(caption)
-            if label and not label.startswith(f"Fig. {number}."):
-                problems.append(f"{name}: figure {label!r} is not numbered within chapter {number}")
+            if label and not label.startswith(f"Fig. {chapter}."):
+                problems.append(f"{name}: figure {label!r} is not numbered within chapter {chapter}")
     own = Path(name).name
     stem = own.removesuffix(".html")
     hrefs = [a["href"] for a in soup.select("a[href]")]
@@ -146,7 +168,8 @@ def check_navigation(name: str, html: str, number: int) -> list[str]:
         for a in article.select("a[href]")
         if not a.find_parent(class_="prev-next-area")
     }
-    if not any(CHAPTER.match(link) and link != own for link in links):
+    others = [link for link in links if CHAPTER.match(link) and link[:2] != own[:2]]
+    if first and not others:
         problems.append(f"{name}: no link to another chapter in its text")
     for table in article.find_all("table"):
         if not table.find_parent(class_="pst-scrollable-table-container"):
@@ -158,19 +181,33 @@ def check_navigation(name: str, html: str, number: int) -> list[str]:
     return problems
 
 
+def _last_pages(pages: list[Path]) -> set[str]:
+    """The last page of each chapter: the section with the highest number, or the chapter."""
+    last: dict[str, tuple[int, str]] = {}
+    for page in pages:
+        section = SECTION.match(page.name)
+        rank = int(section["number"]) if section else 0
+        if rank >= last.get(page.name[:2], (-1, ""))[0]:
+            last[page.name[:2]] = (rank, page.name)
+    return {name for _, name in last.values()}
+
+
 def check_site(html_dir: Path, width: int = WIDTH, navigation: bool = False) -> list[str]:
     pages = sorted((html_dir / "book").glob("*.html"))
     if not pages:
         return [f"{html_dir}: no pages under book/ (was the book built?)"]
-    if not any(CHAPTER.match(p.name) for p in pages):
+    chapters = [p for p in pages if CHAPTER.match(p.name)]
+    if not chapters:
         return [f"{html_dir}: no chapter pages book/NN_*.html"]
+    last = _last_pages(chapters)
     problems = []
     for page in pages:
         name = page.relative_to(html_dir).as_posix()
         html = page.read_text(encoding="utf-8")
-        problems += check_page(name, html, bool(CHAPTER.match(page.name)), width)
+        problems += check_page(name, html, page.name in last, width)
         if navigation and CHAPTER.match(page.name):
-            problems += check_navigation(name, html, int(page.name[:2]))
+            first = not SECTION.match(page.name)
+            problems += check_navigation(name, html, page_number(name), page.name in last, first)
             executed = html_dir / "_static" / "executed" / f"{page.stem}.ipynb"
             if not executed.is_file():
                 problems.append(f"{name}: the executed notebook {executed} is missing")

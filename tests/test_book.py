@@ -14,7 +14,24 @@ import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG = yaml.safe_load((ROOT / "_config.yml").read_text())
-CHAPTERS = sorted((ROOT / "book").glob("[0-9][0-9]_*.md"))
+# Every page that runs: a chapter's first page, book/NN_slug.md, and its section pages,
+# book/NN_K_slug.md, where K is the number the book gives the page ("4.3").
+PAGES = sorted((ROOT / "book").glob("[0-9][0-9]_*.md"))
+CHAPTERS = [md for md in PAGES if re.match(r"\d\d_[a-z]", md.stem)]
+SECTION = re.compile(r"^(?P<chapter>\d\d)_(?P<number>\d+)_[a-z]\w*$")
+
+
+def sections_of(chapter: Path) -> list[Path]:
+    """The section pages of ``chapter``, in the order of their numbers."""
+    found = [md for md in PAGES if (m := SECTION.match(md.stem)) and m["chapter"] == chapter.stem[:2]]
+    return sorted(found, key=lambda md: int(SECTION.match(md.stem)["number"]))
+
+
+def last_page(chapter: Path) -> Path:
+    return ([chapter] + sections_of(chapter))[-1]
+
+
+LAST_PAGES = [last_page(md) for md in CHAPTERS]
 REPO_URL = CONFIG["repository"]["url"].rstrip("/")
 GITHUB_PATH = REPO_URL.removeprefix("https://github.com/")
 BADGE = re.compile(r"\[!\[Open In Colab\]\(https://colab\.research\.google\.com/assets/colab-badge\.svg\)\]\((?P<url>[^)]+)\)")
@@ -26,6 +43,15 @@ def cells(notebook):
 
 def test_there_are_chapters():
     assert CHAPTERS, "no book/NN_*.md chapters found"
+    assert all(md in CHAPTERS or SECTION.match(md.stem) for md in PAGES), "pages are NN_slug or NN_K_slug"
+
+
+def test_section_pages_follow_their_chapters_numbering():
+    """A chapter's own sections are N.1..N.m, so its first section page is N.(m+1)."""
+    for chapter in CHAPTERS:
+        own = len(re.findall(r"^## ", chapter.read_text(), flags=re.M))
+        numbers = [int(SECTION.match(md.stem)["number"]) for md in sections_of(chapter)]
+        assert numbers == list(range(own + 1, own + 1 + len(numbers))), (chapter.name, own, numbers)
 
 
 def test_config_executes_and_fails_loudly():
@@ -44,18 +70,25 @@ def test_config_executes_and_fails_loudly():
 
 def test_toc_lists_exactly_the_chapters():
     toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
-    listed = [entry["file"] for part in toc["parts"] for entry in part["chapters"]]
+    entries = [entry for part in toc["parts"] for entry in part["chapters"]]
+    listed = [entry["file"] for entry in entries]
     numbered = [f for f in listed if re.match(r"book/\d\d_", f)]
     assert numbered == sorted(numbered), "chapters must appear in numeric order"
     assert set(numbered) == {f"book/{md.stem}" for md in CHAPTERS}
-    for f in [toc["root"], *listed]:
+    sections = [s["file"] for entry in entries for s in entry.get("sections", [])]
+    for f in [toc["root"], *listed, *sections]:
         assert (ROOT / f"{f}.md").is_file(), f
     # the numbered part numbers its chapters 1, 2, ...: the numbers the text uses
     (part,) = [p for p in toc["parts"] if p.get("numbered")]
     assert [e["file"] for e in part["chapters"]] == [f"book/{md.stem}" for md in CHAPTERS[1:]]
+    # each chapter lists its section pages, in order, and nothing else
+    for entry in entries:
+        chapter = ROOT / f"{entry['file']}.md"
+        expected = [f"book/{md.stem}" for md in sections_of(chapter)] if chapter in CHAPTERS else []
+        assert [s["file"] for s in entry.get("sections", [])] == expected, entry["file"]
 
 
-@pytest.mark.parametrize("md", CHAPTERS, ids=lambda p: p.stem)
+@pytest.mark.parametrize("md", PAGES, ids=lambda p: p.stem)
 def test_chapter_is_paired_with_its_notebook(md):
     nb_path = ROOT / "notebooks" / f"{md.stem}.ipynb"
     assert nb_path.is_file(), f"{md.name} has no twin {nb_path}: run jupytext --sync {md}"
@@ -64,7 +97,7 @@ def test_chapter_is_paired_with_its_notebook(md):
     )
 
 
-def test_every_notebook_has_a_chapter():
+def test_every_notebook_has_a_page():
     for nb in (ROOT / "notebooks").glob("*.ipynb"):
         assert (ROOT / "book" / f"{nb.stem}.md").is_file(), f"{nb} has no book/{nb.stem}.md"
 
@@ -77,7 +110,7 @@ def test_notebook_has_no_outputs(nb):
         assert cell.get("execution_count") is None, f"{nb.name} has execution counts: clear them"
 
 
-@pytest.mark.parametrize("md", CHAPTERS, ids=lambda p: p.stem)
+@pytest.mark.parametrize("md", PAGES, ids=lambda p: p.stem)
 def test_colab_badge_points_at_own_notebook(md):
     nb = jupytext.read(md)
     markdown = [c.source for c in nb.cells if c.cell_type == "markdown"]
@@ -90,7 +123,7 @@ def test_colab_badge_points_at_own_notebook(md):
     assert all_badges == [expected], f"{md.name}: exactly one badge, to its own notebook"
 
 
-@pytest.mark.parametrize("md", CHAPTERS, ids=lambda p: p.stem)
+@pytest.mark.parametrize("md", PAGES, ids=lambda p: p.stem)
 def test_first_code_cell_installs_only_in_colab(md):
     code = [c.source for c in jupytext.read(md).cells if c.cell_type == "code"]
     first = code[0]
@@ -102,7 +135,7 @@ def test_first_code_cell_installs_only_in_colab(md):
     assert "==" not in first, "the Colab cell must pin nothing Colab already ships"
 
 
-@pytest.mark.parametrize("md", CHAPTERS, ids=lambda p: p.stem)
+@pytest.mark.parametrize("md", PAGES, ids=lambda p: p.stem)
 def test_chapter_finds_artifacts_through_the_helper(md):
     text = md.read_text()
     assert not re.search(r"['\"](\.\./)?models/", text), f"{md.name}: use ssm_metarl.artifact_path, not a relative path"
@@ -112,14 +145,14 @@ def _code_cells(md):
     return [c for c in jupytext.read(md).cells if c.cell_type == "code"]
 
 
-@pytest.mark.parametrize("md", CHAPTERS, ids=lambda p: p.stem)
+@pytest.mark.parametrize("md", PAGES, ids=lambda p: p.stem)
 def test_chapters_run_without_myst_nb(md):
     # Colab has no myst-nb: chapters glue through ssm_metarl.report.display, which works without it.
     for cell in _code_cells(md):
         assert "myst_nb" not in cell.source, f"{md.name}: import glue helpers from ssm_metarl.report.display"
 
 
-@pytest.mark.parametrize("md", CHAPTERS, ids=lambda p: p.stem)
+@pytest.mark.parametrize("md", PAGES, ids=lambda p: p.stem)
 def test_bookkeeping_cells_are_hidden(md):
     for cell in _code_cells(md):
         tags = cell.metadata.get("tags", [])
@@ -128,7 +161,7 @@ def test_bookkeeping_cells_are_hidden(md):
         assert "inspect.getsource" not in cell.source, f"{md.name}: show code with literalinclude"
 
 
-@pytest.mark.parametrize("md", CHAPTERS, ids=lambda p: p.stem)
+@pytest.mark.parametrize("md", PAGES, ids=lambda p: p.stem)
 def test_each_glued_figure_is_drawn_in_a_remove_output_cell_and_shown_once(md):
     cells = jupytext.read(md).cells
     text = md.read_text()
@@ -143,7 +176,7 @@ def test_each_glued_figure_is_drawn_in_a_remove_output_cell_and_shown_once(md):
 LITERALINCLUDE = re.compile(r"```\{literalinclude\} \.\./(?P<path>[\w/]+\.py)\n:pyobject: (?P<obj>[\w.]+)\n")
 
 
-@pytest.mark.parametrize("md", CHAPTERS, ids=lambda p: p.stem)
+@pytest.mark.parametrize("md", PAGES, ids=lambda p: p.stem)
 def test_every_included_object_exists(md):
     import ast
 
@@ -155,14 +188,23 @@ def test_every_included_object_exists(md):
             body = node.body
 
 
-@pytest.mark.parametrize("md", CHAPTERS, ids=lambda p: p.stem)
+@pytest.mark.parametrize("md", LAST_PAGES, ids=lambda p: p.stem)
 def test_chapter_ends_with_results_table_and_exercises_with_solutions(md):
+    """A chapter's conclusions stand together, at the end of its last page."""
     text = md.read_text()
+    assert "\n## In short\n" in text, md.name
     assert "\n## What we measured\n" in text and "\n## Exercises\n" in text, md.name
     measured = text.split("\n## What we measured\n", 1)[1].split("\n## ", 1)[0]
     assert "results_table(" in measured or "\n|" in measured, f"{md.name}: the summary must be a table"
     exercises = text.split("\n## Exercises\n", 1)[1]
     assert re.search(r"\{admonition\}[^\n]*\n\s*:class: dropdown", exercises), f"{md.name}: collapsed solutions"
+
+
+@pytest.mark.parametrize("md", [md for md in PAGES if md not in LAST_PAGES], ids=lambda p: p.stem)
+def test_only_a_chapters_last_page_draws_its_conclusions(md):
+    text = md.read_text()
+    for title in ("In short", "What we measured", "Exercises"):
+        assert f"\n## {title}\n" not in text, f"{md.name}: '{title}' belongs on the chapter's last page"
 
 
 def test_labels_are_unique_across_the_book():
@@ -218,7 +260,7 @@ def test_a_failing_cell_fails_the_build(tmp_path):
     assert "this cell is broken on purpose" in result.stdout + result.stderr
 
 
-@pytest.mark.parametrize("md", CHAPTERS, ids=lambda p: p.stem)
+@pytest.mark.parametrize("md", PAGES, ids=lambda p: p.stem)
 def test_readme_lists_every_chapter_with_its_badge(md):
     readme = (ROOT / "README.md").read_text()
     assert f"](book/{md.name})" in readme, f"README does not link {md.name}"
@@ -410,7 +452,7 @@ def test_colab_sim_reads_the_repository_url_like_yaml_does():
     assert colab_first_cell.repository_url((ROOT / "_config.yml").read_text()) == REPO_URL
 
 
-@pytest.mark.parametrize("md", CHAPTERS, ids=lambda p: p.stem)
+@pytest.mark.parametrize("md", PAGES, ids=lambda p: p.stem)
 def test_colab_sim_points_every_first_cell_at_the_local_checkout(md, tmp_path):
     first = next(c.source for c in jupytext.read(md).cells if c.cell_type == "code")
     name = REPO_URL.rsplit("/", 1)[1]
@@ -443,6 +485,7 @@ from ssm_metarl.report.plotting import glue_figure
 :tags: [remove-output]
 fig, ax = plt.subplots()
 ax.plot([1, 2, 3])
+ax.set(xlabel="step", ylabel="value")
 ```
 
 ```{code-cell} ipython3
@@ -489,3 +532,42 @@ def test_the_chapter_pattern_renders_as_the_checker_wants(tmp_path):
     assert html.count("<img") == 1, "the figure must appear once"
     assert re.search(r"<td><p>25\.0 \[22\.1, 28\.1\]</p></td>", html), "the results table must render as a table"
     assert "glue" not in html.split('id="what-we-measured"')[0].split("</h1>", 1)[1].replace("glue-", "").replace("pasted", "")
+
+
+# --- .ci/check_layout.py: the browser's measurements, on small synthetic pages ---
+
+def _browser_or_skip():
+    import importlib.util
+    import os
+
+    if shutil.which("chromium") and importlib.util.find_spec("playwright"):
+        return
+    if os.environ.get("CI") == "true":
+        pytest.fail("CI must run the layout check: install Chromium and Playwright")
+    pytest.skip("no Chromium or Playwright here")
+
+
+def test_layout_check_measures_length_code_figures_and_tables(tmp_path):
+    _browser_or_skip()
+    check_layout = _load("check_layout")
+    (tmp_path / "book").mkdir()
+    article = '<html><body><article class="bd-article" style="max-width:700px">{}</article></body></html>'
+    short = '<p>prose</p><div class="cell_input" style="height:100px">code</div><p style="height:400px">more</p>'
+    collapsed = '<details><summary>Show code</summary><div class="cell_input" style="height:3000px">x</div></details>'
+    (tmp_path / "book" / "01_fine.html").write_text(article.format(short + collapsed))
+    assert check_layout.check_site(tmp_path, screens=15, code_share=0.3) == []
+    long_page = '<div style="height:16000px">prose</div>'
+    codey = '<div class="cell_input" style="height:500px">code</div><p style="height:300px">prose</p>'
+    shrunk = '<img src="x.png" alt="fig" style="width:900px; max-width:100%">'
+    table = '<table><tr><td style="white-space:nowrap">' + "wide cell " * 80 + "</td></tr></table>"
+    scrolled = f'<div style="overflow-x:auto">{table}</div>'
+    (tmp_path / "book" / "02_long.html").write_text(article.format(long_page))
+    (tmp_path / "book" / "03_code.html").write_text(article.format(codey))
+    (tmp_path / "book" / "04_figure.html").write_text(article.format(shrunk))
+    (tmp_path / "book" / "05_table.html").write_text(article.format(table))
+    (tmp_path / "book" / "06_scrolled.html").write_text(article.format(scrolled))
+    problems = check_layout.check_site(tmp_path, screens=15, code_share=0.3)
+    assert [p.split(":")[0] for p in problems] == [
+        "book/02_long.html", "book/03_code.html", "book/04_figure.html", "book/05_table.html"]
+    assert "screens at 1400 x 900" in problems[0] and "is code" in problems[1]
+    assert "drawn 900 px wide is shown at" in problems[2] and "nothing scrolls it" in problems[3]

@@ -119,3 +119,8 @@ def test_import_stays_light():
 def test_without_myst_nb_nothing_is_glued_but_names_are_returned(monkeypatch):
     monkeypatch.setitem(sys.modules, "myst_nb", None)  # import myst_nb now raises ImportError, as in Colab
     assert glue_all("answer", 42.0) == {"answer": 42.0}
+
+
+def test_results_table_escapes_a_pipe_in_a_column_name():
+    table = results_table([(1,)], columns=("max |difference|",)).data
+    assert table.splitlines()[0] == "| max \\|difference\\| |"

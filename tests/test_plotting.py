@@ -75,10 +75,71 @@ def test_glue_figure_glues_and_closes(monkeypatch, show):
 
     calls = []
     monkeypatch.setattr(myst_nb, "glue", lambda name, value, display=True: calls.append((name, value, display)))
-    fig, _ = plt.subplots()
+    fig, ax = plt.subplots(figsize=(5, 3))
+    ax.plot([0, 1], [0, 1])
+    ax.set(xlabel="episode", ylabel="return")
     glue_figure("fig_x", fig, show=show)
-    assert calls == [("fig_x", fig, show)]
+    [(name, image, display)] = calls
+    assert (name, display) == ("fig_x", show)
     assert not plt.fignum_exists(fig.number), "the figure must be closed"
+    # a 2x PNG, shown at half its pixel width: 5 in at the book's 96 dpi, give or take the
+    # tight bounding box
+    png = Image.open(io.BytesIO(image.data))
+    assert image.width == png.size[0] // 2 and 5 * 96 - 80 < image.width <= 5 * 96
+
+
+def _good_figure():
+    fig, ax = plt.subplots(figsize=(6, 3))
+    x = np.linspace(0, 1, 50)
+    ax.plot(x, x, label="rising")
+    ax.fill_between(x, x - 0.1, x + 0.1, alpha=0.2)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1))
+    ax.set(xlabel="environment steps", ylabel="return")
+    return fig, ax
+
+
+def test_a_figure_in_the_book_style_has_no_problems():
+    fig, _ = _good_figure()
+    assert plotting.figure_problems(fig) == []
+    plt.close(fig)
+
+
+@pytest.mark.parametrize("breakage, expected", [
+    (lambda fig, ax: fig.set_size_inches(10, 3), "10 in wide"),
+    (lambda fig, ax: ax.legend(fontsize=8), "'rising' is 8 pt"),
+    (lambda fig, ax: ax.tick_params(labelsize=7), "pt (< 10 pt)"),
+    (lambda fig, ax: ax.legend(loc="center"), "a legend covers"),
+    (lambda fig, ax: (ax.axhspan(0.9, 1.1), ax.legend(loc="upper left")), "1 band(s)"),
+    (lambda fig, ax: ax.set_xlabel("t"), "the x axis of 'an axes' has no label in words"),
+    (lambda fig, ax: ax.set_ylabel(""), "the y axis"),
+])
+def test_figure_problems_names_each_break_of_the_style(breakage, expected):
+    fig, ax = _good_figure()
+    breakage(fig, ax)
+    problems = plotting.figure_problems(fig)
+    assert any(expected in p for p in problems), problems
+    plt.close(fig)
+
+
+def test_glue_figure_refuses_a_figure_that_breaks_the_style(monkeypatch):
+    import myst_nb
+
+    monkeypatch.setattr(myst_nb, "glue", lambda *a, **k: pytest.fail("must not glue"))
+    fig, ax = _good_figure()
+    ax.legend(loc="center", fontsize=7)
+    with pytest.raises(ValueError, match="fig_bad.*breaks the book's figure style"):
+        glue_figure("fig_bad", fig)
+    assert not plt.fignum_exists(fig.number)
+
+
+def test_shared_axes_may_share_one_label():
+    fig, axes = plt.subplots(1, 2, sharey=True, figsize=(7, 3))
+    for ax in axes:
+        ax.plot([0, 1], [0, 1])
+        ax.set_xlabel("episode")
+    axes[0].set_ylabel("return")
+    assert plotting.figure_problems(fig) == []
+    plt.close(fig)
 
 
 def test_record_episode_plays_to_the_end_and_keeps_labelled_wide_frames():
@@ -132,10 +193,10 @@ def test_glue_figure_without_myst_nb_displays_and_closes(monkeypatch):
     shown = []
     monkeypatch.setitem(sys.modules, "myst_nb", None)
     monkeypatch.setattr(IPython.display, "display", lambda obj: shown.append(obj))
-    fig, _ = plt.subplots()
+    fig, _ = _good_figure()
     glue_figure("fig_x", fig)
     assert shown == [] and not plt.fignum_exists(fig.number)
-    fig, _ = plt.subplots()
+    fig, _ = _good_figure()
     glue_figure("fig_x", fig, show=True)
     assert shown == [fig] and not plt.fignum_exists(fig.number)
 

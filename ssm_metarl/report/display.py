@@ -161,7 +161,8 @@ def results_table(
     columns = [str(c) for c in columns]
     if not columns:
         raise ValueError("results_table needs at least one column")
-    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    header = [c.replace("|", "\\|") for c in columns]  # a bare | would split the column
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(columns)]
     for i, row in enumerate(rows):
         if isinstance(row, Mapping):
             unknown = set(row) - set(columns)

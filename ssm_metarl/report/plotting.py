@@ -19,6 +19,8 @@ from __future__ import annotations
 import matplotlib as mpl
 import numpy as np
 
+from .figure_style import DPI, figure_problems
+
 __all__ = [
     "COLORS",
     "use_book_style",
@@ -27,6 +29,7 @@ __all__ = [
     "smooth",
     "smoothed_curve",
     "glue_figure",
+    "figure_problems",
 ]
 
 #: One colour per role, kept the same across chapters (colour-blind safe, Okabe-Ito).
@@ -43,12 +46,13 @@ COLORS = {
 
 def use_book_style() -> None:
     """Set matplotlib defaults for the book: readable sizes, light grid, no top/right
-    spines. Used from chapter 0 on."""
+    spines, drawn at the book's :data:`~ssm_metarl.report.figure_style.DPI`. Used from
+    chapter 0 on."""
     mpl.rcParams.update(
         {
             "figure.figsize": (6.4, 3.6),
-            "figure.dpi": 110,
-            "savefig.dpi": 110,
+            "figure.dpi": DPI,
+            "savefig.dpi": DPI,
             "axes.grid": True,
             "grid.alpha": 0.3,
             "axes.spines.top": False,
@@ -142,17 +146,47 @@ def glue_figure(name: str, figure, show: bool = False) -> None:
     this cell's output. Closing a matplotlib figure stops the inline backend from
     drawing it again. Without myst-nb (in Colab) nothing is glued; ``show=True`` then
     only displays it. Used from chapter 0 on.
+
+    A matplotlib figure is first held to the book's figure style
+    (:func:`~ssm_metarl.report.figure_style.figure_problems`): a ``ValueError`` names
+    every problem, so a figure that breaks the style fails the build. The book gets it
+    as a PNG drawn at twice :data:`~ssm_metarl.report.figure_style.DPI` and shown at
+    half its pixel width: sharp on high-density screens, true to size everywhere.
     """
     from .display import _myst_nb_glue
 
+    is_matplotlib = isinstance(figure, mpl.figure.Figure)
+    if is_matplotlib:
+        problems = figure_problems(figure)
+        if problems:
+            import matplotlib.pyplot as plt
+
+            plt.close(figure)
+            raise ValueError(
+                f"figure {name!r} breaks the book's figure style:\n- "
+                + "\n- ".join(problems)
+            )
     glue = _myst_nb_glue()
     if glue is not None:
-        glue(name, figure, display=show)
+        glue(name, _retina_png(figure) if is_matplotlib else figure, display=show)
     elif show:  # no myst-nb (Colab): just show it
         from IPython.display import display
 
         display(figure)
-    if isinstance(figure, mpl.figure.Figure):
+    if is_matplotlib:
         import matplotlib.pyplot as plt
 
         plt.close(figure)
+
+
+def _retina_png(figure):
+    """``figure`` as an IPython PNG image at 2x density, displayed at 1x width."""
+    import io
+
+    from IPython.display import Image
+
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=2 * DPI, bbox_inches="tight")
+    data = buffer.getvalue()
+    pixels_wide = int.from_bytes(data[16:20], "big")  # the PNG header's width field
+    return Image(data=data, format="png", width=pixels_wide // 2)

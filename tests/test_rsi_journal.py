@@ -82,8 +82,10 @@ def test_problem2_the_only_worker_killed_the_coordinator_finishes_the_cycle(proc
     coordinator = procs.coordinator("c", "run", "--workers", "1", "--cycles", "1",
                                     "--stale_seconds", "3", *SLOW(3))
     shared = shared_study(procs)
+    # a worker beats for its trial just before it writes its name on it: wait for both
     trial = wait_for(lambda: next((t for t in shared.trials(states=(shared.TrialState.RUNNING,))
-                                   if "heartbeat" in t.user_attrs), None), 60, "a running trial")
+                                   if {"heartbeat", "worker"} <= set(t.user_attrs)), None),
+                     60, "a running trial that names its worker")
     pid = int(trial.user_attrs["worker"].rsplit(":", 1)[1])
     assert pid != coordinator.pid
     os.kill(pid, signal.SIGKILL)

@@ -130,7 +130,8 @@ def _covered_data(figure) -> list[str]:
     for owner, legend in legends:
         if legend is None or not legend.get_visible():
             continue
-        box = legend.get_window_extent(renderer).shrunk(0.96, 0.9)
+        # a hair smaller, about its centre: a legend may touch a line at its edge
+        box = legend.get_window_extent(renderer).expanded(0.96, 0.9)
         for ax in figure.axes if owner is None else [owner]:
             inside = sum(
                 _count_inside(box, cloud) for cloud in _data_points(ax) if len(cloud)
